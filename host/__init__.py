@@ -1,0 +1,1 @@
+"""micro-llm, the computer's side: quantizer, numpy reference, simulator and command line."""

