@@ -12,8 +12,9 @@ between them and makes the unix port behave as an ESP32-S3 board does on its USB
   it was in, as a board does. /boot.py runs at every start, as on a board.
 - `/` is the folder given with --folder (the board's flash filesystem), and `os.statvfs`
   reports a filesystem of the board's size, so "no space" can happen as on the board.
-- With a ROMFS partition (--romfs-bytes) the board has `vfs.rom_ioctl`, keeps the partition
-  in a file beside the folder, and mounts it at /rom when it holds a ROMFS image.
+- `vfs.rom_ioctl` answers as on an ESP32; with a ROMFS partition (--romfs-bytes) the board
+  keeps the partition in a file beside the folder and mounts it at /rom when it holds an
+  image.
 - The heap is limited to the board profile's budget (`-X heapsize`).
 - `--cut-after N` pulls the USB cable after N bytes from the host: the interpreter dies
   mid-command, the host's port goes away, and the board comes back on a new port (printed
@@ -114,8 +115,8 @@ class _VfsWithRom:
     def rom_ioctl(self, op, *args):
         part = self._partition
         if op == 1:
-            return 1
-        if args and args[0] != 0:
+            return 1 if part else 0
+        if not part or not args or args[0] != 0:
             return -19
         if op == 2:
             return memoryview(part.data)
@@ -141,14 +142,16 @@ if {sim_dir!r}:
     vfs.mount(vfs.VfsPosix({sim_dir!r}), '/.sim')
     sys.path.insert(0, '/.sim')
 sys.modules['_vboard'] = _VirtualBoard
+_part = None
 if {romfs_bytes}:
     vfs.mount(vfs.VfsPosix({romfs_dir!r}), '/.flash')
     _part = _RomPartition('/.flash/' + {romfs_name!r}, {romfs_bytes})
-    sys.modules['vfs'] = _VfsWithRom(_part)
     if _part.data[:3] == b'\xd2\xcd\x31':
         vfs.mount(vfs.VfsRom(memoryview(_part.data)), '/rom')
         sys.path[1:1] = ['/rom', '/rom/lib']
-    del _part
+# As MicroPython 1.25+ on an ESP32: vfs.rom_ioctl exists, with or without a partition.
+sys.modules['vfs'] = _VfsWithRom(_part)
+del _part
 del _BoardFS, _RomPartition, _VfsWithRom, _VirtualBoard, sys, os, vfs
 try:
     _boot = open('/boot.py').read()
