@@ -50,34 +50,39 @@ _BOOT_TIMEOUT = 30.0
 _BOOT = r"""
 import sys, os, vfs
 
-class _BoardFS(vfs.VfsPosix):
-    # The board's flash filesystem: a host folder that reports the board's size.
+class _BoardFS:
+    # The board's flash filesystem: a host folder (VfsPosix) that reports the board's size.
+    # It wraps VfsPosix rather than subclassing it: the import system reads a VfsPosix
+    # subclass's instance as if it were a plain VfsPosix and finds no files.
     def __init__(self, root, size):
-        super().__init__(root)
+        self._fs = vfs.VfsPosix(root)
         self._size = size
+        for name in ('mount', 'umount', 'ilistdir', 'chdir', 'getcwd', 'mkdir', 'remove',
+                     'rmdir', 'stat', 'open'):
+            setattr(self, name, getattr(self._fs, name))
 
     def rename(self, old, new):
         # VfsPosix builds both host paths in one buffer, so an absolute source is
         # overwritten by an absolute destination; give it the destination relatively.
         if new[:1] == '/':
-            depth = len([p for p in self.getcwd().split('/') if p])
+            depth = len([p for p in self._fs.getcwd().split('/') if p])
             new = '../' * depth + new[1:]
-        return super().rename(old, new)
+        return self._fs.rename(old, new)
 
     def _used(self, path):
         total = 0
-        for entry in self.ilistdir(path):
+        for entry in self._fs.ilistdir(path):
             name, kind = entry[0], entry[1]
             child = path.rstrip('/') + '/' + name
             if kind == 0x4000:
                 total += 4096 + self._used(child)
             else:
-                total += (self.stat(child)[6] + 4095) // 4096 * 4096
+                total += (self._fs.stat(child)[6] + 4095) // 4096 * 4096
         return total
 
     def statvfs(self, path):
         if not self._size:
-            return super().statvfs(path)
+            return self._fs.statvfs(path)
         blocks = self._size // 4096
         free = max(0, blocks - self._used('/') // 4096)
         return (4096, 4096, blocks, free, free, 0, 0, 0, 0, 255)
