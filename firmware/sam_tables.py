@@ -485,8 +485,14 @@ RULES_PUNCT = (
 
 # The two characters of each phoneme's name; "*" in PHONEME_NAME2 means a one-letter
 # name, and a "*" in both marks a phoneme that only SAM itself inserts.
-PHONEME_NAME1 = b" .?,-IIEAAAAUAIEUORLWYWRLWYMNNDQSSFT//ZZ" b"VDC*J***EAOAOUB**D**G**G**P**T**K**K**UUU"
-PHONEME_NAME2 = b"*****YHHEAHOHXXRXHXXXXH******XX**H*HHX*H" b"*HH*****YYYWWW*********X***********X**LMN"
+PHONEME_NAME1 = (
+    b" .?,-IIEAAAAUAIEUORLWYWRLWYMNNDQSSFT//ZZV"
+    b"DC*J***EAOAOUB**D**G**G**P**T**K**K**UUU"
+)
+PHONEME_NAME2 = (
+    b"*****YHHEAHOHXXRXHXXXXH******XX**H*HHX*H*"
+    b"HH*****YYYWWW*********X***********X**LMN"
+)
 
 # Stress marks 1..8 in phonetic input (position 0 is never a mark).
 STRESS_MARKS = b"*12345678"
