@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS = ("mpremote", "ampy")
 _WRITE_CHUNK = 2048  # bytes of file data per raw-REPL command
+_READ_TIMEOUT = 5  # seconds one read of the port may wait
 
 
 class LinkError(UserError):
@@ -84,12 +85,15 @@ class BoardLink:
             if transport == "mpremote":
                 from mpremote.transport_serial import SerialTransport
 
-                link._mp = SerialTransport(port, baudrate=115200)
+                # A read timeout, so that a port with nothing answering fails instead of
+                # waiting forever (mpremote reads a pty without polling first).
+                link._mp = SerialTransport(port, baudrate=115200, timeout=_READ_TIMEOUT)
                 link._mp.enter_raw_repl(soft_reset=soft_reset)
             else:
                 from ampy.pyboard import Pyboard
 
                 link._ampy = Pyboard(port, baudrate=115200)
+                link._ampy.serial.timeout = _READ_TIMEOUT
                 link._ampy.enter_raw_repl()
         except Exception as e:  # each transport has its own error types
             link.close()

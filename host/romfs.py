@@ -91,11 +91,11 @@ def build_image(aligned: tuple[str, bytes], files: dict[str, bytes]) -> bytes:
 
 def table_csv(partitions: list[tuple[str, str, str, int, int]]) -> str:
     """A partition table in ESP-IDF's CSV form, for the user to read."""
-    lines = ["# Name,     Type, SubType, Offset,   Size"]
+    lines = ["# Name,   Type, SubType, Offset,   Size"]
     for name, kind, subtype, offset, size in partitions:
         shown = f"0x{ROMFS_SUBTYPE:x}" if subtype == "romfs" else subtype
-        lines.append(f"{name + ',':<11} {kind + ',':<5} {shown + ',':<8} 0x{offset:06x}, "
-                     f"0x{size:06x}")
+        lines.append(f"{name + ',':<10}{kind + ',':<6}{shown + ',':<9}"
+                     f"0x{offset:06x}, 0x{size:06x}")
     return "\n".join(lines) + "\n"
 
 
