@@ -13,6 +13,8 @@ from .errors import UserError
 # handler is set with set_defaults(run=...) and returns the exit status.
 COMMAND_MODULES = (
     "micro_llm.llm_cli",
+    "micro_llm.talk_cli",
+    "micro_llm.voice_cli",
 )
 
 
