@@ -494,9 +494,6 @@ PHONEME_NAME2 = (
     b"HH*****YYYWWW*********X***********X**LMN"
 )
 
-# Stress marks 1..8 in phonetic input (position 0 is never a mark).
-STRESS_MARKS = b"*12345678"
-
 # Phoneme class bits, low byte: 0x80 vowel, 0x40 consonant, 0x20 diphthong ending in Y,
 # 0x10 diphthong, 0x08 closure (stops, nasals, flap, glottal stop), 0x04 voiced,
 # 0x02 stop consonant, 0x01 plosive (unvoiced stop).
