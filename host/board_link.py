@@ -31,6 +31,10 @@ class LinkError(UserError):
     """The board cannot be reached, or the link to it was lost."""
 
 
+class NoReplError(LinkError):
+    """The port is there, but nothing on it answers MicroPython's raw REPL."""
+
+
 class BoardExecError(UserError):
     """Code run on the board raised an exception; the message is the board's traceback."""
 
@@ -98,7 +102,7 @@ class BoardLink:
         except Exception as e:  # each transport has its own error types
             link.close()
             log.info("raw REPL failed: %r", e)
-            raise LinkError(
+            raise NoReplError(
                 f"the board on {port} does not answer MicroPython's raw REPL: press its reset "
                 "button and try again; if it has no MicroPython yet, flash it with --firmware"
             ) from None

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import romfs
-from .board_link import BoardExecError, BoardLink, LinkError
+from .board_link import BoardExecError, BoardLink, LinkError, NoReplError
 from .boards import BoardProfile
 from .errors import UserError
 from .paths import FIRMWARE_DIR, cache_dir
@@ -337,11 +337,33 @@ def run_esptool(commands: list[list[str]], port: str) -> None:
             )
 
 
+def download_firmware(profile: BoardProfile) -> Path:
+    """The image the profile names, downloaded once into the cache and checked against the
+    profile's sha256 when it has one."""
+    import urllib.request
+
+    firmware = profile.firmware
+    dest = cache_dir() / "firmware" / firmware["file"]
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + _PARTIAL)
+        print(f"downloading {firmware['url']}")
+        try:
+            urllib.request.urlretrieve(firmware["url"], partial)
+        except OSError as e:
+            raise DeployError(
+                f"cannot download {firmware['url']} ({e}): download it by hand and run the "
+                "deploy again with --firmware FILE") from None
+        partial.rename(dest)
+    check_firmware_image(dest, profile)
+    return dest
+
+
 def firmware_advice(profile: BoardProfile) -> str:
     firmware = profile.firmware
-    sha = firmware.get("sha256") or f"no published sha256 ({firmware.get('sha256_note')})"
-    return (f"the profile {profile.id} names {firmware['file']} from {firmware['url']}, "
-            f"sha256 {sha}; flash it with --firmware FILE")
+    sha = f"sha256 {firmware['sha256']}" if firmware.get("sha256") else "no sha256 published"
+    return (f"download {firmware['file']} ({sha}) from {firmware['url']} and run the deploy "
+            "again with --firmware FILE")
 
 
 # ---- 5. upload
@@ -490,8 +512,9 @@ def smoke_test(link: BoardLink, out=sys.stdout) -> str:
         link.exec(SMOKE_TEST, timeout=SMOKE_TEST_SILENCE, stream=show)
     except BoardExecError as e:
         last = str(e).splitlines()[-1]
-        raise DeployError(f"the smoke test failed on the board ({last}): run "
-                          "`mpremote exec \"import storyteller\"` to see the whole error") from None
+        raise DeployError(
+            f"the smoke test failed on the board ({last}): run "
+            "`mpremote exec \"import storyteller\"` to see the whole error") from None
     return b"".join(printed).decode(errors="replace")
 
 
@@ -561,6 +584,7 @@ class DeployOptions:
     profile: BoardProfile
     model: str = DEFAULT_MODEL
     firmware: Path | None = None
+    download_firmware: bool = False
     erase: bool = False
     use_romfs: bool = False
     write_partition_table: bool = False
@@ -569,22 +593,41 @@ class DeployOptions:
     backup_dir: Path | None = None
 
 
+def open_link(port: str, transport: str, after_flashing: bool) -> BoardLink:
+    """Connect; right after flashing, give the board time to start MicroPython (a board
+    on native USB leaves the bus while it restarts)."""
+    attempts = 6 if after_flashing else 1
+    for attempt in range(attempts):
+        if after_flashing:
+            time.sleep(2)
+        try:
+            return BoardLink.open(port, transport)
+        except LinkError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def deploy(options: DeployOptions, say: Callable[[str], None] = print) -> UploadReport:
     profile, port = options.profile, options.port
 
+    if options.firmware is None and options.download_firmware:
+        options.firmware = download_firmware(profile)
     if options.firmware is not None:
         digest = check_firmware_image(options.firmware, profile)
         say(f"flashing {options.firmware.name} (sha256 {digest}) to {port}")
         run_esptool(esptool_commands(port, options.firmware, profile.chip, options.erase),
                     port)
-        time.sleep(2)  # the board restarts into MicroPython
 
     try:
-        link = BoardLink.open(port, options.transport)
-    except LinkError as e:
-        if "raw REPL" in str(e) and options.firmware is None:
-            raise DeployError(f"{e}. If the board has no MicroPython: {firmware_advice(profile)}")
-        raise
+        link = open_link(port, options.transport, after_flashing=options.firmware is not None)
+    except NoReplError:
+        if options.firmware is not None:
+            raise
+        raise DeployError(
+            f"the board on {port} does not answer MicroPython's raw REPL: press its reset "
+            f"button and try again, or, if it has no MicroPython yet, {firmware_advice(profile)}"
+        ) from None
     with link:
         facts = probe(link)
         what = f"virtual {facts.virtual}" if facts.virtual else facts.machine

@@ -343,3 +343,92 @@ class IntReference:
         sh = -(17 + self.cls.gs - self.cls.exponent - ea[:, None] - s2[:, None]
                + tt[:, None] + 16)
         return rescale(mul_q30(acc, f[:, None]), sh)
+
+
+# -- the sampler ------------------------------------------------------------------------
+
+class Rng:
+    """run.c's xorshift64* generator."""
+
+    def __init__(self, seed: int):
+        self.state = seed % (1 << 64)
+
+    def u32(self) -> int:
+        s = self.state
+        s ^= s >> 12
+        s ^= (s << 25) % (1 << 64)
+        s ^= s >> 27
+        self.state = s
+        return (s * 0x2545F4914F6CDD1D) % (1 << 64) >> 32
+
+
+def fixed16(value: float) -> int:
+    return int(value * 65536 + 0.5)
+
+
+class IntSampler:
+    """firmware/sampler.py's IntSampler: integer temperature and top-p sampling."""
+
+    def __init__(self, vocab: int, temperature: float, topp: float, seed: int,
+                 table: np.ndarray):
+        self.n = vocab
+        self.t16 = fixed16(temperature) if temperature > 0 else 0
+        self.p16 = fixed16(topp) if 0 < topp < 1 else 0
+        self.rng = Rng(seed)
+        self.table = table
+        if self.t16:
+            f, sh = (65536 << 30) // self.t16, 0
+            while f >= 1 << 30:
+                f, sh = f >> 1, sh - 1
+            while f < 1 << 29:
+                f, sh = f << 1, sh + 1
+            self.f, self.sh = f, sh
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        z = np.maximum(logits.astype(np.int64) - logits.max(), -MAXV)
+        y = rescale(mul_q30(z, self.f), self.sh)
+        return exp_q30(y, self.table) >> 14
+
+    def sample(self, logits: np.ndarray) -> int:
+        if not self.t16:
+            return int(np.argmax(logits))
+        p = [int(v) for v in self.probabilities(logits)]
+        total = sum(p)
+        coin = self.rng.u32() >> 8
+        if not self.p16:
+            r, cdf = (coin * total) >> 24, 0
+            for i, v in enumerate(p):
+                cdf += v
+                if r < cdf:
+                    return i
+            return self.n - 1
+        num, den = (65536 - self.p16) * total, (self.n - 1) * 65536
+        cut = (num + den - 1) // den
+        picked = sorted((i for i in range(self.n) if p[i] >= cut), key=lambda i: (-p[i], i))
+        cum, last = 0, len(picked) - 1
+        for j, i in enumerate(picked):
+            cum += p[i]
+            if cum * 65536 > self.p16 * total:
+                last = j
+                break
+        r, cdf = (coin * cum) >> 24, 0
+        for i in picked[: last + 1]:
+            cdf += p[i]
+            if r < cdf:
+                return i
+        return picked[last]
+
+
+def generate(model: IntReference, tokens: list[int], steps: int, sampler: IntSampler,
+             bos: int = 1) -> list[int]:
+    """The token ids the firmware's generate() emits (BOS and prompt first), run.c's loop."""
+    out = [tokens[0]]
+    pos = 0
+    while pos < steps:
+        logits = model.forward_sequence(out)[-1]
+        nxt = tokens[pos + 1] if pos < len(tokens) - 1 else sampler.sample(logits)
+        pos += 1
+        if nxt == bos:
+            break
+        out.append(nxt)
+    return out

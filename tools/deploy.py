@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default: {DEFAULT_MODEL})")
     parser.add_argument("--firmware", type=Path,
                         help="flash this MicroPython image first (esptool, offset 0x0)")
+    parser.add_argument("--download-firmware", action="store_true",
+                        help="download the image the board profile names (checked by sha256 "
+                             "where the profile has one) and flash it")
     parser.add_argument("--erase", action="store_true",
-                        help="erase the whole flash before flashing --firmware")
+                        help="erase the whole flash before flashing the firmware")
     parser.add_argument("--romfs", action="store_true",
                         help="put the model and modules in the ROMFS partition, used in place")
     parser.add_argument("--write-partition-table", action="store_true",
@@ -56,14 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(message)s")
-    if args.erase and args.firmware is None:
+    if args.erase and args.firmware is None and not args.download_firmware:
         print("deploy: error: --erase needs --firmware (erasing removes MicroPython)",
               file=sys.stderr)
         return 2
     try:
         options = DeployOptions(
             port=args.port, profile=load_board(args.board), model=args.model,
-            firmware=args.firmware, erase=args.erase, use_romfs=args.romfs,
+            firmware=args.firmware, download_firmware=args.download_firmware,
+            erase=args.erase, use_romfs=args.romfs,
             write_partition_table=args.write_partition_table, transport=args.transport,
             smoke_test=not args.no_smoke_test, backup_dir=args.backup_dir,
         )
