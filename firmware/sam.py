@@ -150,6 +150,11 @@ class _Pieces:
 
 def _phonetic_text(text):
     """Phonetic input as the parser reads it (upper case ASCII), checked."""
+    if not isinstance(text, str) and max(text, default=0) > 126:
+        try:
+            text = bytes(text).decode()  # to name a bad character, not one of its bytes
+        except UnicodeError:
+            pass
     if isinstance(text, str):
         for i, ch in enumerate(text):
             if ord(ch) > 126:
