@@ -379,6 +379,42 @@ def test_partition_table_binary_has_the_romfs_entry_and_an_md5(tmp_path):
     assert table[6 * 32:] == b"\xff" * (0xC00 - 6 * 32)
 
 
+# ---- the real model on the virtual board
+
+_STORY = ("import gc, llm\ngc.collect()\nfree = gc.mem_free()\n"
+          "m = llm.load({path!r}, steps=16)\ngc.collect()\nheld = free - gc.mem_free()\n"
+          "llm.generate(m, 'Once upon a time', steps=16, temperature=0.0)\n"
+          "print()\nprint('loaded into the heap' if held > {blob_bytes} // 2 else 'used in place')")
+
+
+def test_the_deployed_model_tells_the_simulators_story_from_files_and_from_romfs(
+        tmp_path, int8_blob, micropython):
+    from micro_llm import simulator
+
+    size = int8_blob.stat().st_size
+    expected = simulator.run(_STORY.format(path=str(int8_blob), blob_bytes=size),
+                             heap_bytes=8 << 20, capture=True, timeout=600)
+    assert expected.returncode == 0, expected.stderr
+    expected_story = expected.stdout.decode().splitlines()[0]
+
+    told = {}
+    for layout, options, path in (
+            ("files", (), "/models/stories260K.mlb"),
+            ("romfs", ("--romfs-bytes", str(ROMFS_BYTES)), "/rom/stories260K.mlb")):
+        vb = VirtualBoardProcess(tmp_path / layout, *options)
+        try:
+            flags = ("--romfs",) if layout == "romfs" else ()
+            result = run_deploy("--port", vb.port, "--no-smoke-test", *flags)
+            assert result.returncode == 0, result.stderr
+            told[layout] = mpremote(vb.port, "exec", _STORY.format(path=path, blob_bytes=size))
+        finally:
+            vb.stop()
+    lines = {layout: [line for line in done.stdout.splitlines() if line]
+             for layout, done in told.items()}
+    assert lines["files"] == [expected_story, "loaded into the heap"]
+    assert lines["romfs"] == [expected_story, "used in place"]
+
+
 # ---- the smoke test, once the engine is in place
 
 ENGINE = importlib.util.find_spec("micro_llm.models") is not None and (
