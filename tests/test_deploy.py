@@ -384,7 +384,8 @@ def test_partition_table_binary_has_the_romfs_entry_and_an_md5(tmp_path):
 _STORY = ("import gc, llm\ngc.collect()\nfree = gc.mem_free()\n"
           "m = llm.load({path!r}, steps=16)\ngc.collect()\nheld = free - gc.mem_free()\n"
           "llm.generate(m, 'Once upon a time', steps=16, temperature=0.0)\n"
-          "print()\nprint('loaded into the heap' if held > {blob_bytes} // 2 else 'used in place')")
+          "print()\n"
+          "print('loaded into the heap' if held > {blob_bytes} // 2 else 'used in place')")
 
 
 def test_the_deployed_model_tells_the_simulators_story_from_files_and_from_romfs(
