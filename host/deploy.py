@@ -215,6 +215,8 @@ def check_model_fits(blob_bytes: int, name: str, profile: BoardProfile, facts: B
             f"the model {name} is {kb(blob_bytes)} and the board's filesystem holds "
             f"{kb(facts.fs_total)}: choose a smaller model with --model"
         )
+    # Limitation: the heap the model needs is taken as the blob's size; the run state
+    # (activations, KV cache) comes on top and is not counted here.
     budget = min(profile.heap_budget_bytes, facts.heap_total)
     if blob_bytes > budget:
         raise DeployError(

@@ -69,6 +69,9 @@ class _BoardFS:
             new = '../' * depth + new[1:]
         return self._fs.rename(old, new)
 
+    # Limitation: used space is counted in whole 4 KB blocks per file and directory, close
+    # to littlefs on a board but not exact; listings show files with size 0, as VfsPosix
+    # reports them.
     def _used(self, path):
         total = 0
         for entry in self._fs.ilistdir(path):
