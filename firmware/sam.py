@@ -13,7 +13,8 @@ API
   but the last; a block is valid until the next one is asked for. Voice and phonetic
   text are checked before it returns: ValueError (PhonemeError for phonetic text names
   the bad phoneme and its position). speed 1..255 (higher is slower), pitch, mouth and
-  throat 0..255; sing keeps the pitch flat at `pitch` (the stress still moves it).
+  throat 0..255; sing leaves out the speech melody that follows the vowels, so the
+  pitch stays where `pitch`, stress and the end of a sentence put it.
 - say(text, write, **voice) -> int: calls write(block) for every block; returns the
   number of samples.
 - PRESETS and preset(name): the voices of the original manual, as keyword arguments.
@@ -182,6 +183,8 @@ def phonemes(text):
 def render(text, phonetic=False, speed=72, pitch=64, mouth=128, throat=128, sing=False):
     """An iterator of PCM blocks speaking `text` (see the module's docstring)."""
     voice = Renderer(speed=speed, pitch=pitch, mouth=mouth, throat=throat, sing=sing)
+    # Limitation: the text is held whole, as one folded copy, while it is spoken; only
+    # the audio is streamed.
     data = _phonetic_text(text) if phonetic else fold(text)
     return _stream(_Pieces(data, phonetic), voice)
 

@@ -70,6 +70,8 @@ _LIMIT = const(13)       # stop before a step when the buffer holds this many
 _SPEED = const(14)
 _STATE = const(15)
 
+_NOISE_LEVELS = const(25)  # TIMING[25 + page]: the "off" level of each noise pattern
+
 
 @micropython.viper
 def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
@@ -82,32 +84,32 @@ def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
     samples and holds the step's 4-bit value (times 16) until the next step: this is the
     original's C64 timing, and its way of writing each value over the next 5 samples.
     """
-    y = st[0]
-    left = st[1]
-    steps = st[2]
-    phase1 = st[3]
-    phase2 = st[4]
-    phase3 = st[5]
-    glottal = st[6]
-    open_steps = st[7]
-    voiced_off = st[8]
-    kind = st[9]
-    rem = st[10]
-    level = st[11]
-    fill = st[12]
-    limit = st[13]
-    speed = st[14]
+    y = st[_Y]
+    left = st[_LEFT]
+    steps = st[_STEPS]
+    phase1 = st[_PHASE1]
+    phase2 = st[_PHASE2]
+    phase3 = st[_PHASE3]
+    glottal = st[_GLOTTAL]
+    open_steps = st[_OPEN]
+    voiced_off = st[_VOICED_OFF]
+    kind = st[_KIND]
+    rem = st[_REM]
+    level = st[_LEVEL]
+    fill = st[_FILL]
+    limit = st[_LIMIT]
+    speed = st[_SPEED]
     done = 0
 
     while left != 0:
         if fill >= limit:
             break
-        flags = frames[1792 + y]
+        flags = frames[_SAMPLED + y]
         if flags & 248:
             # Unvoiced consonant: its noise pattern from (flags ^ 255) to the page end.
             page = (flags & 7) - 1
             base = page << 8
-            noise = timing[25 + page]
+            noise = timing[_NOISE_LEVELS + page]
             off = (flags & 248) ^ 255
             while True:
                 sample = samples[base + off]
@@ -136,14 +138,14 @@ def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
             steps = speed
         else:
             # Voiced: the three formants at this frame's amplitudes, summed as the C64 did.
-            value = (mult[sine[phase1] | frames[1024 + y]]
-                     + mult[sine[phase2] | frames[1280 + y]])
+            value = (mult[sine[phase1] | frames[_A1 + y]]
+                     + mult[sine[phase2] | frames[_A2 + y]])
             if value > 255:
                 value += 1
-            if phase3 < 128:
-                value += mult[0x90 | frames[1536 + y]]
+            if phase3 < 128:  # F3 is a square wave: -7 then +7 in the high nibble
+                value += mult[0x90 | frames[_A3 + y]]
             else:
-                value += mult[0x70 | frames[1536 + y]]
+                value += mult[0x70 | frames[_A3 + y]]
             value = ((value + 136) >> 4) & 15
             rem += timing[kind * 5]
             kind = 0
@@ -165,14 +167,14 @@ def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
             if glottal != 0:
                 open_steps = (open_steps - 1) & 255
                 if open_steps != 0 or flags == 0:
-                    phase1 = (phase1 + frames[256 + y]) & 255
-                    phase2 = (phase2 + frames[512 + y]) & 255
-                    phase3 = (phase3 + frames[768 + y]) & 255
+                    phase1 = (phase1 + frames[_F1 + y]) & 255
+                    phase2 = (phase2 + frames[_F2 + y]) & 255
+                    phase3 = (phase3 + frames[_F3 + y]) & 255
                     continue
                 # Voiced consonant: a stretch of its pattern in the closed part of the
                 # pulse, longer for lower voices.
                 base = ((flags & 7) - 1) << 8
-                n = (frames[y] >> 4) + 1
+                n = (frames[_PITCH + y] >> 4) + 1
                 while n != 0:
                     sample = samples[base + voiced_off]
                     bit = 8
@@ -196,7 +198,7 @@ def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
                     n -= 1
 
         # A new glottal pulse: its period is the frame's pitch; formants restart.
-        glottal = frames[y]
+        glottal = frames[_PITCH + y]
         open_steps = (glottal - (glottal >> 2)) & 255
         phase1 = 0
         phase2 = 0
@@ -204,19 +206,19 @@ def _render_frames(frames: ptr8, st: ptr32, out: ptr8, sine: ptr8, mult: ptr8,
 
     if left == 0:
         done = 1
-    st[0] = y
-    st[1] = left
-    st[2] = steps
-    st[3] = phase1
-    st[4] = phase2
-    st[5] = phase3
-    st[6] = glottal
-    st[7] = open_steps
-    st[8] = voiced_off
-    st[9] = kind
-    st[10] = rem
-    st[11] = level
-    st[12] = fill
+    st[_Y] = y
+    st[_LEFT] = left
+    st[_STEPS] = steps
+    st[_PHASE1] = phase1
+    st[_PHASE2] = phase2
+    st[_PHASE3] = phase3
+    st[_GLOTTAL] = glottal
+    st[_OPEN] = open_steps
+    st[_VOICED_OFF] = voiced_off
+    st[_KIND] = kind
+    st[_REM] = rem
+    st[_LEVEL] = level
+    st[_FILL] = fill
     return done
 
 
@@ -252,6 +254,9 @@ class Renderer:
             k += 1
 
         self.frames = bytearray(_FRAMES)
+        # Limitation: the original kept a chunk in lists of 60 phonemes and wrote past
+        # them when a chunk had more (which its breaths make rare); these hold 256, so
+        # such a chunk sounds as intended rather than as the overwritten memory did.
         self.chunk_index = bytearray(256)
         self.chunk_length = bytearray(256)
         self.chunk_stress = bytearray(256)
