@@ -298,7 +298,10 @@ class VirtualBoard:
         if self.raw_mode:
             self.to_host(RAW_BANNER + b">")
         else:
+            # Wait for the friendly prompt: until the interpreter reads its line, a Ctrl-C
+            # from the host would be a signal that ends it rather than a key.
             os.write(self.board_fd, b"\x02")
+            self.to_host(self.read_board_until(b">>> "))
         self.tail = b""
 
     def follow_mode(self, output: bytes) -> None:
