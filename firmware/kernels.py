@@ -774,3 +774,10 @@ def copy_bytes(dst, src, n: int):
     ps = ptr8(src)
     for i in range(n):
         pd[i] = ps[i]
+
+
+@micropython.viper
+def u32_at(buf, offset: int) -> int:
+    """The little-endian u32 at byte `offset` of buf (a value below 2**30)."""
+    p = ptr8(buf)
+    return p[offset] | (p[offset + 1] << 8) | (p[offset + 2] << 16) | (p[offset + 3] << 24)

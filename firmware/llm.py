@@ -15,15 +15,13 @@ import gc
 import sys
 import time
 from array import array
-from math import cos, sin
 
 from micropython import const
 
 import blobfmt as bf
 import kernels
-import kernels_f32
 from blob import Blob
-from sampler import FloatSampler, IntSampler
+from sampler import IntSampler
 from tokenizer import BOS, Tokenizer
 
 _QK_LIMIT = const(8191)  # q, k before RoPE in 13-bit block form
@@ -195,92 +193,6 @@ class Transformer:
         return self.logits
 
 
-class F32Transformer:
-    """run.c's forward pass in floating point, from a float32 blob (the check mode)."""
-
-    def __init__(self, blob, steps):
-        h = self.h = blob.header
-        self.steps = steps
-        self.w = {}
-        shapes = bf.tensor_shapes(h, not blob.has(bf.section_id(bf.K_CLS, bf.PART_F32)))
-        for kind, layers, rows, cols in shapes:
-            self.w[kind] = _floats(blob, bf.section_id(kind, bf.PART_F32))
-            gc.collect()
-        if bf.K_CLS not in self.w:
-            self.w[bf.K_CLS] = self.w[bf.K_EMB]
-        self.norms = _floats(blob, bf.S_RMS_F32)
-
-        dim, hidden, kv = h.dim, h.hidden_dim, h.kv_dim
-        self.x = array("f", bytes(dim))
-        self.xb = array("f", bytes(dim))
-        self.xb2 = array("f", bytes(dim))
-        self.q = array("f", bytes(dim))
-        self.k = array("f", bytes(kv))
-        self.v = array("f", bytes(kv))
-        self.hb = array("f", bytes(hidden))
-        self.hb2 = array("f", bytes(hidden))
-        self.att = array("f", bytes(steps))
-        self.logits = array("f", bytes(h.vocab_size))
-        self.kcache = array("f", bytes(h.n_layers * steps * kv))
-        self.vcache = array("f", bytes(h.n_layers * steps * kv))
-        self.cos_sin = array("f", bytes(h.head_size))
-        # run.c's RoPE frequencies, in float32: 1 / 10000**(i / head_size)
-        self.freq = array("f", bytes(h.head_size // 2))
-        for i in range(0, h.head_size, 2):
-            exponent = _f32(i / h.head_size)
-            self.freq[i // 2] = 1.0 / _f32(10000.0 ** exponent)
-
-    def forward(self, token, pos):
-        h, F = self.h, kernels_f32
-        w, dim, hidden, kv, hs = self.w, h.dim, h.hidden_dim, h.kv_dim, h.head_size
-        x, xb, xb2 = self.x, self.xb, self.xb2
-        for i in range(dim):
-            x[i] = w[bf.K_EMB][token * dim + i]
-        cs = self.cos_sin
-        for f in range(hs // 2):
-            angle = _f32(pos * self.freq[f])
-            cs[2 * f] = cos(angle)
-            cs[2 * f + 1] = sin(angle)
-
-        L = h.n_layers
-        for l in range(L):
-            F.rmsnorm(xb, x, self.norms, l * dim, dim)
-            F.matvec(self.q, w[bf.K_WQ], xb, dim, dim, l * dim * dim)
-            F.matvec(self.k, w[bf.K_WK], xb, kv, dim, l * kv * dim)
-            F.matvec(self.v, w[bf.K_WV], xb, kv, dim, l * kv * dim)
-            F.rope(self.q, dim, hs, cs)
-            F.rope(self.k, kv, hs, cs)
-            base = (l * self.steps + pos) * kv
-            for i in range(kv):
-                self.kcache[base + i] = self.k[i]
-                self.vcache[base + i] = self.v[i]
-            F.attention(xb, self.q, self.kcache, self.vcache, self.att, pos, h.n_heads,
-                        h.n_heads // h.n_kv_heads, hs, kv, l * self.steps * kv)
-            F.matvec(xb2, w[bf.K_WO], xb, dim, dim, l * dim * dim)
-            F.add(x, xb2, dim)
-            F.rmsnorm(xb, x, self.norms, (L + l) * dim, dim)
-            F.matvec(self.hb, w[bf.K_W1], xb, hidden, dim, l * hidden * dim)
-            F.matvec(self.hb2, w[bf.K_W3], xb, hidden, dim, l * hidden * dim)
-            F.swiglu(self.hb, self.hb2, hidden)
-            F.matvec(xb, w[bf.K_W2], self.hb, dim, hidden, l * dim * hidden)
-            F.add(x, xb, dim)
-        F.rmsnorm(x, x, self.norms, 2 * L * dim, dim)
-        F.matvec(self.logits, w[bf.K_CLS], x, h.vocab_size, dim, 0)
-        return self.logits
-
-
-def _floats(blob, sid):
-    """A float32 section as an array('f'), its bytes released from the blob."""
-    section = blob.sections.pop(sid)
-    out = array("f", bytes(len(section) // 4))
-    kernels.copy_bytes(out, section, len(section))
-    return out
-
-
-def _f32(value):
-    return array("f", [value])[0]
-
-
 # ----------------------------------------------------------------------------------------
 # Loading and generating
 
@@ -301,6 +213,7 @@ def load(path, steps=None):
     if h.scheme == bf.SCHEME_Q8:
         model = Transformer(blob, steps)
     else:
+        from llm_f32 import F32Transformer
         model = F32Transformer(blob, steps)
     model.tok = tok
     model.scheme = bf.SCHEME_NAMES[h.scheme]
@@ -332,8 +245,8 @@ class Emitter:
             self._byte(tok.byte_of[token])
             return
         data = tok.data
-        start = tok.pieces_at + tok.offsets[token]
-        end = tok.pieces_at + tok.offsets[token + 1]
+        start = tok.pieces_at + kernels.u32_at(data, tok.offsets_at + 4 * token)
+        end = tok.pieces_at + kernels.u32_at(data, tok.offsets_at + 4 * token + 4)
         if prev == BOS and end > start and data[start] == 0x20:
             start += 1
         n = end - start
@@ -412,6 +325,7 @@ def generate(model, prompt="", steps=256, temperature=0.0, topp=0.9, seed=None, 
     if seed is None or seed == 0:
         seed = (time.ticks_us() ^ int(time.time())) & 0x7FFFFFFF or 1
     if model.scheme == "f32":
+        from llm_f32 import FloatSampler
         sampler = FloatSampler(h.vocab_size, temperature, topp, seed)
     else:
         sampler = IntSampler(h.vocab_size, temperature, topp, seed, model.exp2)

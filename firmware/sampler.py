@@ -8,12 +8,10 @@ seed run.c would hold: `-s` read as a C int, then widened), a coin of 24 bits pe
 
 IntSampler works on the int8 model's Q16 logits with integers only (temperature and top-p
 are fixed-point, the softmax is the 2**x table), so the board and the simulator pick the
-same token whatever their float width. FloatSampler reproduces run.c's float32 sampler
-for the float32 check mode, rounding its intermediate values to float32.
+same token whatever their float width. The float32 check mode's sampler is in llm_f32.
 """
 
 from array import array
-from math import exp
 
 import kernels
 
@@ -98,69 +96,3 @@ class IntSampler:
             if r < cdf:
                 return picked[j]
         return picked[last]
-
-
-class FloatSampler:
-    """run.c's sampler in floating point, for the float32 check mode."""
-
-    def __init__(self, vocab_size, temperature=0.0, topp=0.9, seed=0):
-        self.n = vocab_size
-        self.temperature = _f32(temperature)
-        self.topp = _f32(topp)
-        self.rng = Rng(seed)
-        self._r = array("f", [0.0])
-
-    def _round(self, value):
-        r = self._r
-        r[0] = value
-        return r[0]
-
-    def sample(self, logits):
-        n = self.n
-        if self.temperature == 0.0:
-            best = 0
-            for i in range(1, n):
-                if logits[i] > logits[best]:
-                    best = i
-            return best
-        rd = self._round
-        for i in range(n):
-            logits[i] = logits[i] / self.temperature
-        top = logits[0]
-        for i in range(1, n):
-            if logits[i] > top:
-                top = logits[i]
-        total = 0.0
-        for i in range(n):
-            logits[i] = exp(rd(logits[i] - top))
-            total = rd(total + logits[i])
-        for i in range(n):
-            logits[i] = logits[i] / total
-        coin = self.rng.coin24() / 16777216.0
-        if self.topp <= 0 or self.topp >= 1:
-            cdf = 0.0
-            for i in range(n):
-                cdf = rd(cdf + logits[i])
-                if coin < cdf:
-                    return i
-            return n - 1
-        cutoff = rd(rd(1.0 - self.topp) / (n - 1))
-        picked = [i for i in range(n) if logits[i] >= cutoff]
-        picked.sort(key=lambda i: (-logits[i], i))
-        cum, last = 0.0, len(picked) - 1
-        for j in range(len(picked)):
-            cum = rd(cum + logits[picked[j]])
-            if cum > self.topp:
-                last = j
-                break
-        r = rd(coin * cum)
-        cdf = 0.0
-        for j in range(last + 1):
-            cdf = rd(cdf + logits[picked[j]])
-            if r < cdf:
-                return picked[j]
-        return picked[last]
-
-
-def _f32(value):
-    return array("f", [value])[0]

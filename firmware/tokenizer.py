@@ -12,7 +12,6 @@ byte they name.
 """
 
 import struct
-from array import array
 
 import blobfmt
 
@@ -27,10 +26,10 @@ class Tokenizer:
         self.vocab_size, self.max_token_length = struct.unpack_from("<II", section, 0)
         (self._scores, self._offsets, self._sorted,
          self._pieces) = blobfmt.tokenizer_layout(self.vocab_size)
-        # Piece i is section[pieces + offsets[i]:pieces + offsets[i + 1]].
+        # Piece i is section[pieces_at + offset(i):pieces_at + offset(i + 1)], offset(i)
+        # the u32 at offsets_at + 4*i.
         self.pieces_at = self._pieces
-        self.offsets = array("I", struct.unpack_from("<%dI" % (self.vocab_size + 1), section,
-                                                     self._offsets))
+        self.offsets_at = self._offsets
         # The byte each "<0xXX>" piece names, or -1: decoding needs no parsing per token.
         self.byte_of = bytearray(self.vocab_size)
         self.is_byte = bytearray(self.vocab_size)
@@ -46,7 +45,8 @@ class Tokenizer:
 
     def span(self, token):
         """(start, end) of a token's piece in the section."""
-        return self._pieces + self.offsets[token], self._pieces + self.offsets[token + 1]
+        start, end = struct.unpack_from("<II", self.data, self._offsets + 4 * token)
+        return self._pieces + start, self._pieces + end
 
     def piece(self, token):
         start, end = self.span(token)

@@ -64,8 +64,11 @@ def _verified(path: Path, spec: dict, where: str) -> Path:
 
 
 def download(url: str, dest: Path, sha256: str, size: int | None = None,
-             progress=sys.stderr) -> Path:
-    """Fetch url into dest: streamed to a temporary file, checked, then renamed."""
+             progress=None) -> Path:
+    """Fetch url into dest: streamed to a temporary file, checked, then renamed.
+
+    Progress goes to `progress` (default: stderr)."""
+    progress = progress or sys.stderr
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     h = hashlib.sha256()

@@ -74,12 +74,22 @@ def prelude(extra_paths: Sequence[Path] = ()) -> str:
     and sets sys.argv[1:] from $MICRO_LLM_ARGV."""
     paths = [str(p) for p in (*extra_paths, SIM_DIR, FIRMWARE_DIR)]
     lines = ["import sys"]
-    for p in paths:
+    for p in reversed(paths):  # the first path ends up first on sys.path
         lines.append(f"sys.path.insert(0, {p!r})")
     lines += ["import os, json",
               f"sys.argv[1:] = json.loads(os.getenv({ARGV_VARIABLE!r}) or '[]')",
               "del os, json"]
     return "\n".join(lines) + "\n"
+
+
+def start(code: str, *, heap_bytes: int, args: Sequence[str] = (),
+          extra_paths: Sequence[Path] = ()) -> subprocess.Popen:
+    """Start `code` in MicroPython with its output captured; the caller communicates."""
+    command = find_micropython() + heap_option(heap_bytes)
+    command += ["-c", prelude(extra_paths) + code]
+    env = dict(os.environ)
+    env[ARGV_VARIABLE] = json.dumps(list(args))
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def run(

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from conftest import run_firmware
+from micro_llm import simulator
 
 _RUN_ALL = """
 import sys, json, llm
@@ -39,11 +37,17 @@ def _seeded(case):
     return case
 
 
-@pytest.mark.parametrize("half", [0, 1])
-def test_f32_mode_prints_what_run_c_prints(f32_blob, golden_llm_cases, half):
-    cases = [_seeded(c) for c in golden_llm_cases][half::2]
-    out = run_firmware(_RUN_ALL, str(f32_blob), json.dumps(cases), heap=64 << 20,
-                       timeout=1800)
-    got = [json.loads(line) for line in out.splitlines()]
-    mismatched = [c["id"] for c, text in zip(cases, got) if text != c["expected_stdout"]]
+def test_f32_mode_prints_what_run_c_prints(f32_blob, golden_llm_cases):
+    # Two MicroPython processes, one per core, each telling half of the cases.
+    cases = [_seeded(c) for c in golden_llm_cases]
+    halves = [cases[0::2], cases[1::2]]
+    runs = [simulator.start(_RUN_ALL, heap_bytes=64 << 20,
+                            args=[str(f32_blob), json.dumps(half)]) for half in halves]
+    got = {}
+    for half, run in zip(halves, runs):
+        out, err = run.communicate(timeout=1800)
+        assert run.returncode == 0, err.decode(errors="replace")
+        for case, line in zip(half, out.decode().splitlines()):
+            got[case["id"]] = json.loads(line)
+    mismatched = [c["id"] for c in cases if got.get(c["id"]) != c["expected_stdout"]]
     assert len(got) == len(cases) and mismatched == []

@@ -88,11 +88,15 @@ def greedy_steps(model, sampler, steps):
 
 stats = llm.generate(model, "Once upon a time", steps=128, temperature=0.0, out=Sink())
 sampler = llm.IntSampler(model.h.vocab_size, 0.0, 0.9, 1, model.exp2)
-greedy_steps(model, sampler, 1)
-gc.collect()
-before = gc.mem_alloc()
-greedy_steps(model, sampler, 100)
-print(stats.positions, stats.alloc_per_token, gc.mem_alloc() - before)
+
+def allocated(model, sampler):
+    greedy_steps(model, sampler, 1)
+    gc.collect()
+    before = gc.mem_alloc()
+    greedy_steps(model, sampler, 100)
+    return gc.mem_alloc() - before
+
+print(stats.positions, stats.alloc_per_token, allocated(model, sampler))
 """
     out = run_firmware(code, str(int8_blob), heap=BOARD_HEAP).split()
     assert out == ["128", "0", "0"]
