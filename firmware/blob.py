@@ -22,8 +22,8 @@ except ImportError:  # a port built without binascii.crc32
 
 # Limitation: without binascii.crc32 (every MicroPython port this project targets has it)
 # the check runs bit by bit in Python: some seconds per 100 KB on a board.
-def _crc32_slow(data):
-    crc = 0xFFFFFFFF
+def _crc32_slow(data, crc=0):
+    crc ^= 0xFFFFFFFF
     for b in data:
         crc ^= b
         for _ in range(8):
@@ -31,9 +31,25 @@ def _crc32_slow(data):
     return crc ^ 0xFFFFFFFF
 
 
+def _crc_rest(f, count, crc, check):
+    """The running CRC32 over the next `count` bytes of f, read in small pieces."""
+    scratch = bytearray(512)
+    view = memoryview(scratch)
+    while count > 0:
+        n = f.readinto(scratch) if count >= 512 else f.readinto(view[:count])
+        if not n:
+            raise bf.BlobError("blob truncated while checking a section")
+        crc = check(view[:n], crc)
+        count -= n
+    return crc
+
+
 class Blob:
-    def __init__(self, path):
+    def __init__(self, path, keep=None):
+        """keep: {section id: bytes} to hold only the start of a section (its CRC is still
+        checked over all of it), e.g. the RoPE table for the positions a story uses."""
         self.path = path
+        self.keep = keep or {}
         try:
             f = open(path, "rb")
         except OSError:
@@ -77,14 +93,19 @@ class Blob:
             if offset + length > size:
                 raise bf.BlobError("blob truncated: section %s ends at byte %d, the file "
                                    "has %d" % (name, offset + length, size))
+            held = min(length, self.keep.get(sid, length))
             if mapped is not None:
-                buf = mapped[offset:offset + length]
+                buf = mapped[offset:offset + held]
+                got = check(mapped[offset:offset + length])
             else:
-                buf = bytearray(length)
+                buf = bytearray(held)
                 f.seek(offset)
-                if f.readinto(buf) != length:
+                if f.readinto(buf) != held:
                     raise bf.BlobError("could not read section %s" % name)
-            if check(buf) & 0xFFFFFFFF != crc:
+                got = check(buf)
+                if held < length:
+                    got = _crc_rest(f, length - held, got, check)
+            if got & 0xFFFFFFFF != crc:
                 raise bf.BlobError("section %s fails its CRC32 check: the blob is corrupt, "
                                    "build or upload it again" % name)
             self.sections[sid] = buf

@@ -203,8 +203,9 @@ def check_config(h):
                             % (h.group_size, h.act_bits))
         if (W_BIAS + W_MAX) * h.group_size << h.act_bits >= 1 << 31:
             raise BlobError("int8 blob: group size and activation bits overflow 32 bits")
-        if h.dim % 4 or h.hidden_dim % 4:
-            raise BlobError("int8 blob: dim and hidden_dim must be multiples of 4")
+        if h.dim % 4 or h.hidden_dim % 4 or h.kv_dim % 4 or h.vocab_size % 4:
+            raise BlobError("int8 blob: dim, hidden_dim, kv_dim and vocab_size must be "
+                            "multiples of 4")
 
 
 def parse_table(data, header):
@@ -278,14 +279,17 @@ def align(offset):
 # ---------------------------------------------------------------------------------------
 # Tokenizer section:
 #   u32 vocab_size, u32 max_token_length,
-#   f32 scores[vocab_size], u32 offsets[vocab_size + 1] into the piece bytes,
-#   u16 sorted_ids[vocab_size] (pieces in byte order, for binary search), padded to 4,
+#   u16 ranks[vocab_size]: each piece's merge score as its rank among the distinct
+#       scores (higher score, higher rank; equal scores, equal rank), which is all the
+#       byte-pair merge compares,
+#   u32 offsets[vocab_size + 1] into the piece bytes (4-aligned),
+#   u16 sorted_ids[vocab_size] (pieces in byte order, for binary search),
 #   the piece bytes.
 
 def tokenizer_layout(vocab_size):
-    """Byte offsets of (scores, offsets, sorted ids, pieces) in the tokenizer section."""
-    scores = 8
-    offsets = scores + 4 * vocab_size
+    """Byte offsets of (ranks, offsets, sorted ids, pieces) in the tokenizer section."""
+    ranks = 8
+    offsets = (ranks + 2 * vocab_size + 3) // 4 * 4
     sorted_ids = offsets + 4 * (vocab_size + 1)
-    pieces = (sorted_ids + 2 * vocab_size + 3) // 4 * 4
-    return scores, offsets, sorted_ids, pieces
+    pieces = sorted_ids + 2 * vocab_size
+    return ranks, offsets, sorted_ids, pieces

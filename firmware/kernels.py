@@ -17,7 +17,8 @@ Data layout: every buffer is a bytearray viewed through a viper pointer.
   block floating point: the real value is a * 2**-e for one e per vector).
 - weights are u8 q + 128 and, for refined tensors, a nibble r + 8 per weight (even column
   in the low nibble); group scales are u16 mantissas below 2**15, one per 64 weights.
-- the KV cache holds int16 values as u16, sign-extended with (v ^ 0x8000) - 0x8000.
+- the KV cache holds k + k_bias and v + 16384 as u16: biased so that no load needs
+  sign extension (the bias comes out of the sums exactly).
 """
 
 import micropython
@@ -42,9 +43,10 @@ def matvec12(out, q8, r4, scales, act, gsum, rows: int, cols: int, qoff: int, so
     """out[i] = sum over groups g of (d_g * m_g) >> (15 + gs), d_g = sum w * a.
 
     w = 16 * q + r is a refined 12-bit weight; q8 and r4 start at byte qoff and qoff // 2
-    of this layer's matrix (rows x cols), scales at element soff; gsum[g] = sum of a over
-    group g of the activations; gs = bits of the number of groups per row, so the row's
-    sum of group terms stays below 2**30.
+    of this layer's matrix (rows x cols, both multiples of 4), scales at element soff;
+    gsum[g] = sum of a over group g of the activations; gs = bits of the number of groups
+    per row, so the row's sum of group terms stays below 2**30. Four rows at a time share
+    each load of the activations; eight weights per step, then four for a tail.
     """
     po = ptr32(out)
     pq = int(ptr8(q8)) + qoff
@@ -55,53 +57,102 @@ def matvec12(out, q8, r4, scales, act, gsum, rows: int, cols: int, qoff: int, so
     one = 1
     sign = one << 31
     groups = (cols + _GROUP - 1) >> 6
+    half = cols >> 1
     si = soff
-    for i in range(rows):
-        acc = 0
+    i = 0
+    while i < rows:
+        acc0 = 0
+        acc1 = 0
+        acc2 = 0
+        acc3 = 0
         for g in range(groups):
-            start = g << 6
-            stop = start + _GROUP
+            j = g << 6
+            stop = j + _GROUP
             if stop > cols:
                 stop = cols
-            d = 0
-            j = start
-            while j + 16 <= stop:
+            d0 = 0
+            d1 = 0
+            d2 = 0
+            d3 = 0
+            while j + 8 <= stop:
+                a = ptr16(pa + (j << 1))
+                a0 = a[0] - _ABIAS
+                a1 = a[1] - _ABIAS
+                a2 = a[2] - _ABIAS
+                a3 = a[3] - _ABIAS
+                a4 = a[4] - _ABIAS
+                a5 = a[5] - _ABIAS
+                a6 = a[6] - _ABIAS
+                a7 = a[7] - _ABIAS
                 q = ptr8(pq + j)
                 r = ptr8(pr + (j >> 1))
+                d0 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3
+                       + ((q[4] << 4) + (r[2] & 15)) * a4 + ((q[5] << 4) + (r[2] >> 4)) * a5
+                       + ((q[6] << 4) + (r[3] & 15)) * a6 + ((q[7] << 4) + (r[3] >> 4)) * a7)
+                q = ptr8(pq + cols + j)
+                r = ptr8(pr + half + (j >> 1))
+                d1 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3
+                       + ((q[4] << 4) + (r[2] & 15)) * a4 + ((q[5] << 4) + (r[2] >> 4)) * a5
+                       + ((q[6] << 4) + (r[3] & 15)) * a6 + ((q[7] << 4) + (r[3] >> 4)) * a7)
+                q = ptr8(pq + 2 * cols + j)
+                r = ptr8(pr + 2 * half + (j >> 1))
+                d2 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3
+                       + ((q[4] << 4) + (r[2] & 15)) * a4 + ((q[5] << 4) + (r[2] >> 4)) * a5
+                       + ((q[6] << 4) + (r[3] & 15)) * a6 + ((q[7] << 4) + (r[3] >> 4)) * a7)
+                q = ptr8(pq + 3 * cols + j)
+                r = ptr8(pr + 3 * half + (j >> 1))
+                d3 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3
+                       + ((q[4] << 4) + (r[2] & 15)) * a4 + ((q[5] << 4) + (r[2] >> 4)) * a5
+                       + ((q[6] << 4) + (r[3] & 15)) * a6 + ((q[7] << 4) + (r[3] >> 4)) * a7)
+                j += 8
+            if j < stop:
                 a = ptr16(pa + (j << 1))
-                d += (((q[0] << 4) + (r[0] & 15)) * (a[0] - _ABIAS)
-                      + ((q[1] << 4) + (r[0] >> 4)) * (a[1] - _ABIAS)
-                      + ((q[2] << 4) + (r[1] & 15)) * (a[2] - _ABIAS)
-                      + ((q[3] << 4) + (r[1] >> 4)) * (a[3] - _ABIAS)
-                      + ((q[4] << 4) + (r[2] & 15)) * (a[4] - _ABIAS)
-                      + ((q[5] << 4) + (r[2] >> 4)) * (a[5] - _ABIAS)
-                      + ((q[6] << 4) + (r[3] & 15)) * (a[6] - _ABIAS)
-                      + ((q[7] << 4) + (r[3] >> 4)) * (a[7] - _ABIAS)
-                      + ((q[8] << 4) + (r[4] & 15)) * (a[8] - _ABIAS)
-                      + ((q[9] << 4) + (r[4] >> 4)) * (a[9] - _ABIAS)
-                      + ((q[10] << 4) + (r[5] & 15)) * (a[10] - _ABIAS)
-                      + ((q[11] << 4) + (r[5] >> 4)) * (a[11] - _ABIAS)
-                      + ((q[12] << 4) + (r[6] & 15)) * (a[12] - _ABIAS)
-                      + ((q[13] << 4) + (r[6] >> 4)) * (a[13] - _ABIAS)
-                      + ((q[14] << 4) + (r[7] & 15)) * (a[14] - _ABIAS)
-                      + ((q[15] << 4) + (r[7] >> 4)) * (a[15] - _ABIAS))
-                j += 16
-            while j < stop:
+                a0 = a[0] - _ABIAS
+                a1 = a[1] - _ABIAS
+                a2 = a[2] - _ABIAS
+                a3 = a[3] - _ABIAS
                 q = ptr8(pq + j)
                 r = ptr8(pr + (j >> 1))
-                a = ptr16(pa + (j << 1))
-                d += (((q[0] << 4) + (r[0] & 15)) * (a[0] - _ABIAS)
-                      + ((q[1] << 4) + (r[0] >> 4)) * (a[1] - _ABIAS)
-                      + ((q[2] << 4) + (r[1] & 15)) * (a[2] - _ABIAS)
-                      + ((q[3] << 4) + (r[1] >> 4)) * (a[3] - _ABIAS))
-                j += 4
-            d -= ((pg[g] ^ sign) - sign) * _W12_BIAS
+                d0 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3)
+                q = ptr8(pq + cols + j)
+                r = ptr8(pr + half + (j >> 1))
+                d1 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3)
+                q = ptr8(pq + 2 * cols + j)
+                r = ptr8(pr + 2 * half + (j >> 1))
+                d2 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3)
+                q = ptr8(pq + 3 * cols + j)
+                r = ptr8(pr + 3 * half + (j >> 1))
+                d3 += (((q[0] << 4) + (r[0] & 15)) * a0 + ((q[1] << 4) + (r[0] >> 4)) * a1
+                       + ((q[2] << 4) + (r[1] & 15)) * a2 + ((q[3] << 4) + (r[1] >> 4)) * a3)
+            gv = ((pg[g] ^ sign) - sign) * _W12_BIAS
+            d0 -= gv
+            d1 -= gv
+            d2 -= gv
+            d3 -= gv
             m = int(ps[si])
+            acc0 += (((d0 >> 15) * m) + (((d0 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + groups])
+            acc1 += (((d1 >> 15) * m) + (((d1 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + 2 * groups])
+            acc2 += (((d2 >> 15) * m) + (((d2 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + 3 * groups])
+            acc3 += (((d3 >> 15) * m) + (((d3 & 32767) * m) >> 15)) >> gs
             si += 1
-            acc += (((d >> 15) * m) + (((d & 32767) * m) >> 15)) >> gs
-        po[i] = acc
-        pq += cols
-        pr += cols >> 1
+        po[i] = acc0
+        po[i + 1] = acc1
+        po[i + 2] = acc2
+        po[i + 3] = acc3
+        si += 3 * groups
+        pq += cols << 2
+        pr += cols << 1
+        i += 4
 
 
 @micropython.viper
@@ -116,40 +167,91 @@ def matvec8(out, q8, scales, act, gsum, rows: int, cols: int, qoff: int, soff: i
     sign = one << 31
     groups = (cols + _GROUP - 1) >> 6
     si = soff
-    for i in range(rows):
-        acc = 0
+    i = 0
+    while i < rows:
+        acc0 = 0
+        acc1 = 0
+        acc2 = 0
+        acc3 = 0
         for g in range(groups):
-            start = g << 6
-            stop = start + _GROUP
+            j = g << 6
+            stop = j + _GROUP
             if stop > cols:
                 stop = cols
-            d = 0
-            j = start
-            while j + 16 <= stop:
-                q = ptr8(pq + j)
+            d0 = 0
+            d1 = 0
+            d2 = 0
+            d3 = 0
+            while j + 8 <= stop:
                 a = ptr16(pa + (j << 1))
-                d += (q[0] * (a[0] - _ABIAS) + q[1] * (a[1] - _ABIAS)
-                      + q[2] * (a[2] - _ABIAS) + q[3] * (a[3] - _ABIAS)
-                      + q[4] * (a[4] - _ABIAS) + q[5] * (a[5] - _ABIAS)
-                      + q[6] * (a[6] - _ABIAS) + q[7] * (a[7] - _ABIAS)
-                      + q[8] * (a[8] - _ABIAS) + q[9] * (a[9] - _ABIAS)
-                      + q[10] * (a[10] - _ABIAS) + q[11] * (a[11] - _ABIAS)
-                      + q[12] * (a[12] - _ABIAS) + q[13] * (a[13] - _ABIAS)
-                      + q[14] * (a[14] - _ABIAS) + q[15] * (a[15] - _ABIAS))
-                j += 16
-            while j < stop:
+                a0 = a[0] - _ABIAS
+                a1 = a[1] - _ABIAS
+                a2 = a[2] - _ABIAS
+                a3 = a[3] - _ABIAS
+                a4 = a[4] - _ABIAS
+                a5 = a[5] - _ABIAS
+                a6 = a[6] - _ABIAS
+                a7 = a[7] - _ABIAS
                 q = ptr8(pq + j)
+                d0 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3
+                       + q[4] * a4 + q[5] * a5
+                       + q[6] * a6 + q[7] * a7)
+                q = ptr8(pq + cols + j)
+                d1 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3
+                       + q[4] * a4 + q[5] * a5
+                       + q[6] * a6 + q[7] * a7)
+                q = ptr8(pq + 2 * cols + j)
+                d2 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3
+                       + q[4] * a4 + q[5] * a5
+                       + q[6] * a6 + q[7] * a7)
+                q = ptr8(pq + 3 * cols + j)
+                d3 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3
+                       + q[4] * a4 + q[5] * a5
+                       + q[6] * a6 + q[7] * a7)
+                j += 8
+            if j < stop:
                 a = ptr16(pa + (j << 1))
-                d += (q[0] * (a[0] - _ABIAS) + q[1] * (a[1] - _ABIAS)
-                      + q[2] * (a[2] - _ABIAS) + q[3] * (a[3] - _ABIAS))
-                j += 4
-            d -= ((pg[g] ^ sign) - sign) * _W8_BIAS
+                a0 = a[0] - _ABIAS
+                a1 = a[1] - _ABIAS
+                a2 = a[2] - _ABIAS
+                a3 = a[3] - _ABIAS
+                q = ptr8(pq + j)
+                d0 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3)
+                q = ptr8(pq + cols + j)
+                d1 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3)
+                q = ptr8(pq + 2 * cols + j)
+                d2 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3)
+                q = ptr8(pq + 3 * cols + j)
+                d3 += (q[0] * a0 + q[1] * a1
+                       + q[2] * a2 + q[3] * a3)
+            gv = ((pg[g] ^ sign) - sign) * _W8_BIAS
+            d0 -= gv
+            d1 -= gv
+            d2 -= gv
+            d3 -= gv
             m = int(ps[si])
+            acc0 += (((d0 >> 15) * m) + (((d0 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + groups])
+            acc1 += (((d1 >> 15) * m) + (((d1 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + 2 * groups])
+            acc2 += (((d2 >> 15) * m) + (((d2 & 32767) * m) >> 15)) >> gs
+            m = int(ps[si + 3 * groups])
+            acc3 += (((d3 >> 15) * m) + (((d3 & 32767) * m) >> 15)) >> gs
             si += 1
-            acc += (((d >> 15) * m) + (((d & 32767) * m) >> 15)) >> gs
-        po[i] = acc
-        pq += cols
-
+        po[i] = acc0
+        po[i + 1] = acc1
+        po[i + 2] = acc2
+        po[i + 3] = acc3
+        si += 3 * groups
+        pq += cols << 2
+        i += 4
 
 @micropython.viper
 def to_act(act, gsum, src, off: int, n: int) -> int:
@@ -454,12 +556,12 @@ def rope(buf, off: int, n: int, table, toff: int, half_hs: int, clamp: int):
 
 
 @micropython.viper
-def store16(dst, doff: int, src, soff: int, n: int):
-    """dst[doff+i] = src[soff+i] as int16 (the KV cache), from int32 values that fit."""
+def store16(dst, doff: int, src, soff: int, n: int, bias: int):
+    """dst[doff+i] = src[soff+i] + bias as u16 (the KV cache), from int32 values that fit."""
     pd = ptr16(dst)
     ps = ptr32(src)
     for i in range(n):
-        pd[doff + i] = ps[soff + i] & 0xFFFF
+        pd[doff + i] = (ps[soff + i] + bias) & 0xFFFF
 
 
 @micropython.viper
@@ -467,22 +569,24 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
     """Multi-head attention of one position over the cache, all heads.
 
     cfg (int32): pos, n_heads, kv_mul, head_size, kv_dim, cache offset of this layer
-    (elements), shift offset of this layer, v shift max over 0..pos.
+    (elements), shift offset of this layer, v shift max over 0..pos, k bias.
+    The caches hold k + k_bias and v + 16384 as u16, so no load needs sign extension.
     For head h (kv head h // kv_mul): score[t] = q_h . k_t rescaled to Q16 with the shifts
     of q_h and k_t, clamped to +-2**29; p[t] = e**(score[t] - max) in Q16 (the 2**-i/256
     table, Q30, interpolated); p'[t] = p[t] * floor(2**46 / sum p) >> 30 (so sum p' <= 2**16);
     out_h[j] = sum of (p'[t] * v_t[j]) >> (vmax - vshift[t]), in units of 2**-(32 - vmax).
+    Head size 8 (stories260K's) runs an unrolled path; others a loop.
     """
     po = ptr32(out)
     pq = ptr32(q)
     pqs = ptr32(qshift)
-    pk = ptr16(kcache)
-    pv = ptr16(vcache)
     pks = ptr8(kshift)
     pvs = ptr8(vshift)
     psc = ptr32(scores)
     tab = ptr32(table)
     c = ptr32(cfg)
+    kbase = int(ptr16(kcache))
+    vbase = int(ptr16(vcache))
     one = 1
     sign = one << 31
     big = one << 30
@@ -494,22 +598,46 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
     cache = c[5]
     shifts = c[6]
     vmax = c[7]
+    kbias = c[8]
+    stride = kv_dim << 1
     for h in range(n_heads):
         qo = h * hs
-        ko = cache + (h // kv_mul) * hs
+        head_at = (cache + (h // kv_mul) * hs) << 1
         qs = pqs[h]
 
+        # scores: q_h . k_t, each in Q16
+        qsum = 0
+        for j in range(hs):
+            qsum += (pq[qo + j] ^ sign) - sign
+        qsum = qsum * kbias
         mx = -_SCORE_MAX
+        ka = kbase + head_at
+        if hs == 8:
+            q0 = (pq[qo] ^ sign) - sign
+            q1 = (pq[qo + 1] ^ sign) - sign
+            q2 = (pq[qo + 2] ^ sign) - sign
+            q3 = (pq[qo + 3] ^ sign) - sign
+            q4 = (pq[qo + 4] ^ sign) - sign
+            q5 = (pq[qo + 5] ^ sign) - sign
+            q6 = (pq[qo + 6] ^ sign) - sign
+            q7 = (pq[qo + 7] ^ sign) - sign
         for t in range(pos + 1):
-            kp = ko + t * kv_dim
-            dot = 0
-            for j in range(hs):
-                dot += ((pq[qo + j] ^ sign) - sign) * ((pk[kp + j] ^ 0x8000) - 0x8000)
-            sh = 16 - qs - pks[shifts + t]
-            if sh > 30:
+            k = ptr16(ka)
+            if hs == 8:
+                dot = (q0 * k[0] + q1 * k[1] + q2 * k[2] + q3 * k[3] + q4 * k[4] + q5 * k[5]
+                       + q6 * k[6] + q7 * k[7])
+            else:
                 dot = 0
-            elif sh > 0:
-                dot = (dot + (one << (sh - 1))) >> sh
+                for j in range(hs):
+                    dot += ((pq[qo + j] ^ sign) - sign) * k[j]
+            dot -= qsum
+            ka += stride
+            sh = 16 - qs - pks[shifts + t]
+            if sh > 0:
+                if sh > 30:
+                    dot = 0
+                else:
+                    dot = (dot + (one << (sh - 1))) >> sh
             elif sh < 0:
                 lim = 0
                 if -sh <= 30:
@@ -528,6 +656,7 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
             if dot > mx:
                 mx = dot
 
+        # softmax numerators e**(score - max) in Q16, and their sum
         total = 0
         for t in range(pos + 1):
             y = ((psc[t] ^ sign) - sign) - mx
@@ -551,6 +680,7 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
             psc[t] = v
             total += v
 
+        # 2**46 / total by long division: the normalizing factor, below 2**30
         fq = big // total
         fr = big - fq * total
         for i in range(16):
@@ -564,19 +694,50 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
         fh = fq >> 15
         fl = fq & 32767
 
-        for j in range(hs):
-            po[qo + j] = 0
-        vo = ko
+        # out_h = sum of p'[t] * v_t, each product shifted to the coarsest v exponent
+        o0 = 0
+        o1 = 0
+        o2 = 0
+        o3 = 0
+        o4 = 0
+        o5 = 0
+        o6 = 0
+        o7 = 0
+        if hs != 8:
+            for j in range(hs):
+                po[qo + j] = 0
+        va = vbase + head_at
         for t in range(pos + 1):
             p = psc[t]
             ph = p >> 15
             pl = p & 32767
             p = ph * fh + ((ph * fl + pl * fh + ((pl * fl) >> 15)) >> 15)
             sh = vmax - pvs[shifts + t]
-            vp = vo + t * kv_dim
-            for j in range(hs):
-                acc = (po[qo + j] ^ sign) - sign
-                po[qo + j] = acc + ((p * ((pv[vp + j] ^ 0x8000) - 0x8000)) >> sh)
+            off = p << 14
+            vr = ptr16(va)
+            va += stride
+            if hs == 8:
+                o0 += (p * vr[0] - off) >> sh
+                o1 += (p * vr[1] - off) >> sh
+                o2 += (p * vr[2] - off) >> sh
+                o3 += (p * vr[3] - off) >> sh
+                o4 += (p * vr[4] - off) >> sh
+                o5 += (p * vr[5] - off) >> sh
+                o6 += (p * vr[6] - off) >> sh
+                o7 += (p * vr[7] - off) >> sh
+            else:
+                for j in range(hs):
+                    acc = (po[qo + j] ^ sign) - sign
+                    po[qo + j] = acc + ((p * vr[j] - off) >> sh)
+        if hs == 8:
+            po[qo] = o0
+            po[qo + 1] = o1
+            po[qo + 2] = o2
+            po[qo + 3] = o3
+            po[qo + 4] = o4
+            po[qo + 5] = o5
+            po[qo + 6] = o6
+            po[qo + 7] = o7
 
 
 @micropython.viper

@@ -26,6 +26,7 @@ from tokenizer import BOS, Tokenizer
 
 _QK_LIMIT = const(8191)  # q, k before RoPE in 13-bit block form
 _V_LIMIT = const(16383)  # v in 14-bit block form
+_V_BIAS = const(16384)  # the cache holds v + 16384 (and k + the q/k clamp)
 _LAYER_KINDS = (bf.K_WQ, bf.K_WK, bf.K_WV, bf.K_WO, bf.K_W1, bf.K_W2, bf.K_W3)
 
 
@@ -94,15 +95,15 @@ class Transformer:
         self.x = bytearray(4 * dim)
         self.act = bytearray(2 * wide)
         self.gsum = bytearray(4 * bf.n_groups(wide, h.group_size))
-        self.acc = bytearray(4 * max(wide, h.vocab_size))
+        self.acc = bytearray(4 * max(wide, h.vocab_size, steps))
         self.q = bytearray(4 * dim)
         self.k = bytearray(4 * kv)
         self.v = bytearray(4 * kv)
         self.att = bytearray(4 * dim)
         self.h1 = bytearray(4 * hidden)
         self.h3 = bytearray(4 * hidden)
-        self.logits = bytearray(4 * h.vocab_size)
-        self.scores = bytearray(4 * steps)
+        self.logits = self.acc  # the classifier's output is scaled in place
+        self.scores = self.acc  # attention's scores: acc is free between matvecs
         self.kcache = bytearray(2 * h.n_layers * steps * kv)
         self.vcache = bytearray(2 * h.n_layers * steps * kv)
         self.kshift = bytearray(h.n_layers * steps)
@@ -110,7 +111,7 @@ class Transformer:
         self.qshift = array("i", [0] * h.n_heads)
         self.regs = array("i", [0, 0, 0])
         self.cfg = array("i", [0, h.n_heads, h.n_heads // h.n_kv_heads, h.head_size, kv,
-                               0, 0, 0])
+                               0, 0, 0, self.clamp])
 
     def forward(self, token, pos):
         # (Plain assignments: unpacking more than three values would build a tuple.)
@@ -153,8 +154,8 @@ class Transformer:
             self.kshift[slot] = K.block(self.k, 0, kv, _QK_LIMIT)
             K.rope(self.k, 0, kv, self.rope, pos * hs, hs >> 1, self.clamp)
             self.vshift[slot] = K.block(self.v, 0, kv, _V_LIMIT)
-            K.store16(self.kcache, slot * kv, self.k, 0, kv)
-            K.store16(self.vcache, slot * kv, self.v, 0, kv)
+            K.store16(self.kcache, slot * kv, self.k, 0, kv, self.clamp)
+            K.store16(self.vcache, slot * kv, self.v, 0, kv, _V_BIAS)
 
             cfg = self.cfg
             vmax = K.max_shift(self.vshift, l * self.steps, pos + 1)
@@ -199,13 +200,19 @@ class Transformer:
 def load(path, steps=None):
     """The model in the blob at `path`, with a KV cache for `steps` positions (default:
     the model's whole context)."""
-    blob = Blob(path)
-    h = blob.header
+    try:
+        with open(path, "rb") as f:
+            h = bf.parse_header(f.read(bf.HEADER_SIZE))
+    except OSError:
+        raise bf.BlobError("no model blob at %s: deploy one, or give its path" % path)
     if steps is None:
         steps = h.seq_len
     if not 0 < steps <= h.seq_len:
         raise ValueError("steps must be between 1 and %d (the model's context), not %d"
                          % (h.seq_len, steps))
+    # The RoPE table is held only for the positions a story can reach.
+    blob = Blob(path, keep={bf.S_ROPE: 2 * steps * h.head_size})
+    h = blob.header
     tok = Tokenizer(blob.section(bf.S_TOKENIZER))
     if tok.vocab_size != h.vocab_size:
         raise ValueError("the blob's tokenizer has %d pieces but the model %d: rebuild the "
@@ -241,12 +248,16 @@ class Emitter:
 
     def write(self, prev, token):
         tok = self.tok
-        if tok.is_byte[token]:
-            self._byte(tok.byte_of[token])
-            return
         data = tok.data
         start = tok.pieces_at + kernels.u32_at(data, tok.offsets_at + 4 * token)
         end = tok.pieces_at + kernels.u32_at(data, tok.offsets_at + 4 * token + 4)
+        if end - start == 6 and data[start] == 0x3C and data[start + 1] == 0x30 \
+                and data[start + 2] == 0x78 and data[start + 5] == 0x3E:
+            hi = _hex(data[start + 3])
+            lo = _hex(data[start + 4])
+            if hi >= 0 and lo >= 0:
+                self._byte(hi * 16 + lo)
+                return
         if prev == BOS and end > start and data[start] == 0x20:
             start += 1
         n = end - start
@@ -282,6 +293,17 @@ class Emitter:
                 self.have = 0
         else:
             self.have = 0
+
+
+def _hex(c):
+    """The value of an ASCII hex digit, or -1."""
+    if 0x30 <= c <= 0x39:
+        return c - 0x30
+    if 0x41 <= c <= 0x46:
+        return c - 0x37
+    if 0x61 <= c <= 0x66:
+        return c - 0x57
+    return -1
 
 
 def _printable(b):

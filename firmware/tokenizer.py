@@ -24,24 +24,12 @@ class Tokenizer:
     def __init__(self, section):
         self.data = section
         self.vocab_size, self.max_token_length = struct.unpack_from("<II", section, 0)
-        (self._scores, self._offsets, self._sorted,
+        (self._ranks, self._offsets, self._sorted,
          self._pieces) = blobfmt.tokenizer_layout(self.vocab_size)
         # Piece i is section[pieces_at + offset(i):pieces_at + offset(i + 1)], offset(i)
         # the u32 at offsets_at + 4*i.
         self.pieces_at = self._pieces
         self.offsets_at = self._offsets
-        # The byte each "<0xXX>" piece names, or -1: decoding needs no parsing per token.
-        self.byte_of = bytearray(self.vocab_size)
-        self.is_byte = bytearray(self.vocab_size)
-        for i in range(self.vocab_size):
-            start, end = self.span(i)
-            if end - start == 6 and bytes(section[start:start + 3]) == b"<0x" \
-                    and section[end - 1] == 0x3E:
-                try:
-                    self.byte_of[i] = int(bytes(section[start + 3:start + 5]), 16)
-                    self.is_byte[i] = 1
-                except ValueError:
-                    pass
 
     def span(self, token):
         """(start, end) of a token's piece in the section."""
@@ -52,8 +40,9 @@ class Tokenizer:
         start, end = self.span(token)
         return bytes(self.data[start:end])
 
-    def score(self, token):
-        return struct.unpack_from("<f", self.data, self._scores + 4 * token)[0]
+    def rank(self, token):
+        """The piece's merge score as a rank: only the order of scores matters."""
+        return struct.unpack_from("<H", self.data, self._ranks + 2 * token)[0]
 
     def lookup(self, text):
         """The id of the piece equal to `text` (bytes), or -1: binary search, as run.c."""
@@ -98,13 +87,13 @@ class Tokenizer:
             i = j
 
         while True:
-            best_score, best_id, best_at = -1e10, -1, -1
+            best_rank, best_id, best_at = -1, -1, -1
             for k in range(len(tokens) - 1):
                 token = self.lookup(self.piece(tokens[k]) + self.piece(tokens[k + 1]))
                 if token != -1:
-                    score = self.score(token)
-                    if score > best_score:
-                        best_score, best_id, best_at = score, token, k
+                    rank = self.rank(token)
+                    if rank > best_rank:
+                        best_rank, best_id, best_at = rank, token, k
             if best_at == -1:
                 break
             tokens[best_at] = best_id

@@ -30,7 +30,7 @@ from .firmware_link import blobfmt as bf
 
 log = logging.getLogger(__name__)
 
-QUANTIZER_VERSION = 1  # part of the blob cache key: bump when the output changes
+QUANTIZER_VERSION = 2  # part of the blob cache key: bump when the output changes
 
 ALL_KINDS = ("emb", "wq", "wk", "wv", "wo", "w1", "w2", "w3", "cls")
 _KIND_IDS = {name: i for i, name in enumerate(bf.KIND_NAMES)}
@@ -59,18 +59,21 @@ class Quantized:
 
 def tokenizer_section(tok: Tokenizer) -> bytes:
     n = len(tok.pieces)
-    scores_at, offsets_at, sorted_at, pieces_at = bf.tokenizer_layout(n)
+    ranks_at, offsets_at, sorted_at, pieces_at = bf.tokenizer_layout(n)
     offsets, blob = [], bytearray()
     for p in tok.pieces:
         offsets.append(len(blob))
         blob += p
     offsets.append(len(blob))
     order = sorted(range(n), key=lambda i: (tok.pieces[i], i))
+    distinct = sorted(set(float(s) for s in tok.scores))
+    rank = {score: i for i, score in enumerate(distinct)}
     out = bytearray(struct.pack("<II", n, tok.max_token_length))
-    out += np.asarray(tok.scores, dtype="<f4").tobytes()
+    out += np.asarray([rank[float(s)] for s in tok.scores], dtype="<u2").tobytes()
+    out += bytes(offsets_at - len(out))
     out += np.asarray(offsets, dtype="<u4").tobytes()
     out += np.asarray(order, dtype="<u2").tobytes()
-    out += bytes(pieces_at - len(out))
+    assert len(out) == pieces_at
     return bytes(out + blob)
 
 

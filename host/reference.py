@@ -300,6 +300,10 @@ class IntReference:
             att = np.zeros((T, nh, hs), dtype=np.int64)
             for head in range(nh):
                 kv = head // rep
+                # The cache holds k + clamp and v + 16384 (no sign extension on the board):
+                # the kernel's sums of those biased products must stay in int32 too.
+                _i32(np.einsum("pj,tj->pt", np.abs(qh[:, head]), kk[:, kv] + self.clamp),
+                     "biased score dot")
                 dot = _i32(np.einsum("pj,tj->pt", qh[:, head], kk[:, kv]), "score dot")
                 sh = 16 - sq[:, head][:, None] - sk[None, :]
                 sc = np.clip(rescale(dot, sh), -(1 << 29), 1 << 29)
@@ -309,6 +313,7 @@ class IntReference:
                 f = div_pow2(46, p.sum(axis=1))
                 pn = mul_q30(p, f[:, None])
                 shift = svmax[:, None] - sv[None, :]
+                _i32(pn * (vv[:, kv, :].max() + 16384), "biased attention product")
                 for j in range(hs):
                     prod = _i32(pn * vv[None, :, kv, j], "attention product")
                     att[:, head, j] = _i32((np.where(causal, prod >> np.maximum(shift, 0), 0))

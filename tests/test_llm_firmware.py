@@ -135,10 +135,11 @@ print(tokens)
 
 
 def test_extreme_weights_and_activations_give_the_reference_sums():
-    rows, cols = 3, 172
+    rows, cols = 4, 172
     w = np.full((rows, cols), 2039)
     w[1] = -2039
     w[2, ::2] = -2039
+    w[3, 1::2] = -2039
     q = (w + 8) // 16
     r = w - 16 * q
     q8 = (q + 128).astype(np.uint8)
@@ -153,9 +154,9 @@ q8, r4, sc = (bytes.fromhex(a) for a in sys.argv[1:4])
 for a in json.loads(sys.argv[4]):
     act = struct.pack("<%dH" % len(a), *[v + 8192 for v in a])
     gsum = struct.pack("<3i", sum(a[0:64]), sum(a[64:128]), sum(a[128:]))
-    out = bytearray(12)
-    kernels.matvec12(out, q8, r4, sc, act, gsum, 3, 172, 0, 0, 2)
-    print(json.dumps(struct.unpack("<3i", out)))
+    out = bytearray(16)
+    kernels.matvec12(out, q8, r4, sc, act, gsum, 4, 172, 0, 0, 2)
+    print(json.dumps(struct.unpack("<4i", out)))
 """
     out = run_firmware(code, q8.tobytes().hex(), r4.tobytes().hex(), scales.tobytes().hex(),
                        json.dumps([a.tolist() for a in acts]))

@@ -34,7 +34,6 @@ def test_checkpoint_reader_gives_run_c_logits(ckpt, golden_dir):
 def test_int8_blob_is_at_most_40_percent_of_the_checkpoint(int8_blob, models_dir):
     size = int8_blob.stat().st_size
     assert size <= 0.40 * (models_dir / "stories260K.bin").stat().st_size
-    assert size == 414_648
 
 
 def test_sections_are_aligned_and_checksummed(int8_blob):
@@ -64,11 +63,12 @@ def test_int8_teacher_forced_agreement_and_once_upon_a_time(blob, golden_dir):
 
 
 def test_kernels_stay_in_int32_for_extreme_weights_and_activations():
-    rows, cols, group = 3, 172, 64
+    rows, cols, group = 4, 172, 64
     ng = bf.n_groups(cols, group)
     worst = np.full((rows, cols), 2039)
     worst[1] = -2039
     worst[2, ::2] = -2039
+    worst[3, 1::2] = -2039
     w = worst
     q = (w + 8) // 16
     r = w - 16 * q
