@@ -270,6 +270,41 @@ class IntReference:
         out[..., 0::2], out[..., 1::2] = ra, rb
         return np.clip(out, -self.clamp, self.clamp)
 
+    def attend(self, qh, sq, kk, sk, vv, sv):
+        """Causal attention of every row over the rows before it: (out, vmax per row).
+
+        qh (T, heads, hs) and kk (T, kv heads, hs) are rotated block values with shifts
+        sq (T, heads) and sk (T,); vv (T, kv heads, hs) with shifts sv (T,). out is in
+        units of 2**-(32 - vmax) per row, as the firmware's attention kernel gives it.
+        """
+        T, nh, hs = qh.shape
+        rep = nh // kk.shape[1]
+        pos = np.arange(T)
+        causal = pos[None, :] <= pos[:, None]  # (query, key)
+        svmax = np.array([sv[: p + 1].max() for p in range(T)])
+        att = np.zeros((T, nh, hs), dtype=np.int64)
+        for head in range(nh):
+            kv = head // rep
+            # The cache holds k + clamp and v + 16384 (no sign extension on the board):
+            # the kernel's sums of those biased products must stay in int32 too.
+            _i32(np.einsum("pj,tj->pt", np.abs(qh[:, head]), kk[:, kv] + self.clamp),
+                 "biased score dot")
+            dot = _i32(np.einsum("pj,tj->pt", qh[:, head], kk[:, kv]), "score dot")
+            sh = 16 - sq[:, head][:, None] - sk[None, :]
+            sc = np.clip(rescale(dot, sh), -(1 << 29), 1 << 29)
+            sc = np.where(causal, sc, -(1 << 29))
+            delta = sc - sc.max(axis=1, keepdims=True)
+            p = np.where(causal, exp_q30(delta, self.exp2) >> 14, 0)
+            f = div_pow2(46, p.sum(axis=1))
+            pn = mul_q30(p, f[:, None])
+            shift = svmax[:, None] - sv[None, :]
+            _i32(pn * (vv[:, kv, :].max() + 16384), "biased attention product")
+            for j in range(hs):
+                prod = _i32(pn * vv[None, :, kv, j], "attention product")
+                att[:, head, j] = _i32((np.where(causal, prod >> np.maximum(shift, 0), 0))
+                                       .sum(axis=1), "attention sum")
+        return att, svmax
+
     def forward_sequence(self, tokens: list[int], trace: dict | None = None) -> np.ndarray:
         """Q16 logits (len(tokens), vocab) with each position seeing those before it.
 
@@ -295,29 +330,7 @@ class IntReference:
             vv, sv = to_act(v, 14)
             vv = vv.reshape(T, nkv, hs)
 
-            causal = pos[None, :] <= pos[:, None]  # (query, key)
-            svmax = np.array([sv[: p + 1].max() for p in range(T)])
-            att = np.zeros((T, nh, hs), dtype=np.int64)
-            for head in range(nh):
-                kv = head // rep
-                # The cache holds k + clamp and v + 16384 (no sign extension on the board):
-                # the kernel's sums of those biased products must stay in int32 too.
-                _i32(np.einsum("pj,tj->pt", np.abs(qh[:, head]), kk[:, kv] + self.clamp),
-                     "biased score dot")
-                dot = _i32(np.einsum("pj,tj->pt", qh[:, head], kk[:, kv]), "score dot")
-                sh = 16 - sq[:, head][:, None] - sk[None, :]
-                sc = np.clip(rescale(dot, sh), -(1 << 29), 1 << 29)
-                sc = np.where(causal, sc, -(1 << 29))
-                delta = sc - sc.max(axis=1, keepdims=True)
-                p = np.where(causal, exp_q30(delta, self.exp2) >> 14, 0)
-                f = div_pow2(46, p.sum(axis=1))
-                pn = mul_q30(p, f[:, None])
-                shift = svmax[:, None] - sv[None, :]
-                _i32(pn * (vv[:, kv, :].max() + 16384), "biased attention product")
-                for j in range(hs):
-                    prod = _i32(pn * vv[None, :, kv, j], "attention product")
-                    att[:, head, j] = _i32((np.where(causal, prod >> np.maximum(shift, 0), 0))
-                                           .sum(axis=1), "attention sum")
+            att, svmax = self.attend(qh, sq, kk, sk, vv, sv)
             a, s_o = to_act(att.reshape(T, -1), self.bits)
             ea = 32 - svmax - s_o
             acc = wo.matvec(a)

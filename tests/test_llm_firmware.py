@@ -12,6 +12,7 @@ import pytest
 
 from conftest import load_golden, run_firmware
 from micro_llm import blobio, reference
+from micro_llm.firmware_link import blobfmt as bf
 from micro_llm.boards import load_board
 from micro_llm.paths import FIRMWARE_DIR
 
@@ -170,3 +171,45 @@ def test_every_firmware_module_compiles_for_the_esp32_s3(tmp_path):
                                str(tmp_path / (source.stem + ".mpy")), str(source)],
                               capture_output=True, text=True)
         assert done.returncode == 0, f"{source.name}: {done.stderr}"
+
+
+@pytest.mark.parametrize("shift", [0, 17])
+def test_attention_at_the_extremes_gives_the_reference_output(int8_blob, shift, tmp_path):
+    # Every value at its bound, the whole context in the cache; shift 17 makes every
+    # score saturate (a left shift), shift 0 keeps them exact.
+    blob = blobio.read_blob(int8_blob)
+    ref = reference.IntReference(blob)
+    T, nh, nkv, hs, clamp = 512, 8, 4, 8, 11585
+    rng = np.random.default_rng(1)
+    sign = np.where(rng.random((T, nkv, hs)) < 0.5, -1, 1)
+    qh = np.where(rng.random((T, nh, hs)) < 0.5, -clamp, clamp)
+    kk = sign * clamp
+    vv = np.where(sign > 0, 16383, -16384)
+    sq = np.full((T, nh), shift)
+    sk = np.full(T, shift)
+    sv = np.arange(T) % 18
+    expected, vmax = ref.attend(qh, sq, kk, sk, vv, sv)
+
+    code = """
+import sys, json, struct, kernels
+from array import array
+with open(sys.argv[1]) as f:
+    args = json.load(f)
+kc = bytes.fromhex(args["k"])
+vc = bytes.fromhex(args["v"])
+q = struct.pack("<64i", *args["q"])
+out = bytearray(256)
+cfg = array("i", [511, 8, 2, 8, 32, 0, 0, args["vmax"], 11585])
+kernels.attention(out, q, array("i", args["sq"]), kc, vc, bytes(args["sk"]),
+                  bytes(args["sv"]), bytearray(2048), bytes.fromhex(args["exp2"]), cfg)
+print(json.dumps(struct.unpack("<64i", out)))
+"""
+    payload = {
+        "k": (kk.reshape(T, -1) + clamp).astype("<u2").tobytes().hex(),
+        "v": (vv.reshape(T, -1) + 16384).astype("<u2").tobytes().hex(),
+        "q": qh[-1].reshape(-1).tolist(), "sq": sq[-1].tolist(), "sk": sk.tolist(),
+        "sv": sv.tolist(), "vmax": int(vmax[-1]), "exp2": blob.raw[bf.S_EXP2].hex(),
+    }
+    (tmp_path / "case.json").write_text(json.dumps(payload))
+    got = json.loads(run_firmware(code, str(tmp_path / "case.json")))
+    assert got == expected[-1].reshape(-1).tolist()
