@@ -14,6 +14,7 @@ from .errors import UserError
 COMMAND_MODULES = (
     "micro_llm.llm_cli",
     "micro_llm.talk_cli",
+    "micro_llm.tell_cli",
     "micro_llm.voice_cli",
 )
 
