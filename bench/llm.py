@@ -72,7 +72,8 @@ mv = 0.0
 for t_, layers in ((wq, L), (wk, L), (wv, L), (wo, L), (w1, L), (w2, L), (w3, L)):
     mv += layers * per_call(lambda: t_.matvec(model.acc, model.act, model.gsum, 0), 300)
 cls = per_call(lambda: model.cls.matvec(model.acc, model.act, model.gsum, 0), 100)
-cls += per_call(lambda: K.scale_out(model.acc, 0, model.acc, h.vocab_size, 1 << 29, 30), 300)
+cls += per_call(lambda: K.scale_out(model.acc, 0, model.acc, h.vocab_size, 1 << 29, 30, 0),
+                300)
 cls += per_call(lambda: K.argmax(model.acc, h.vocab_size), 300)
 
 cfg = model.cfg
@@ -88,8 +89,9 @@ for pos in samples:
                                             model.scores, model.exp2, cfg), 20)
 att /= len(samples)
 hs = h.head_size
-att += L * h.n_heads * per_call(lambda: K.block(model.q, 0, hs, 8191), 300)
-att += L * 2 * per_call(lambda: K.block(model.k, 0, h.kv_dim, 8191), 300)
+att += L * per_call(lambda: K.block_heads(model.q, h.dim, hs, 8191, model.qshift), 300)
+att += L * 2 * per_call(lambda: K.block_heads(model.k, h.kv_dim, h.kv_dim, 8191, model.regs),
+                        300)
 att += L * per_call(lambda: K.rope(model.q, 0, h.dim, model.rope, 0, hs >> 1, 11585), 300)
 att += L * per_call(lambda: K.rope(model.k, 0, h.kv_dim, model.rope, 0, hs >> 1, 11585), 300)
 att += L * 2 * per_call(lambda: K.store16(model.kcache, 0, model.k, 0, h.kv_dim, 0), 300)
@@ -99,10 +101,11 @@ ew = 0.0
 ew += (2 * L + 1) * per_call(lambda: K.rms_factor(model.x, d, model.eps, model.regs), 300)
 ew += (3 * L + 2) * per_call(lambda: K.to_act(model.act, model.gsum, model.x, 0, d), 300)
 ew += L * per_call(lambda: K.to_act(model.act, model.gsum, model.h1, 0, f), 300)
-ew += L * per_call(lambda: K.scale_out(model.q, 0, model.acc, d, 1 << 29, 30), 300)
-ew += 2 * L * per_call(lambda: K.scale_out(model.k, 0, model.acc, h.kv_dim, 1 << 29, 30), 300)
-ew += 2 * L * per_call(lambda: K.scale_out(model.h1, 0, model.acc, f, 1 << 29, 30), 300)
-ew += 2 * L * per_call(lambda: K.rescale_add(model.x, model.acc, d, 40), 300)
+ew += L * per_call(lambda: K.scale_out(model.q, 0, model.acc, d, 1 << 29, 30, 0), 300)
+ew += 2 * L * per_call(lambda: K.scale_out(model.k, 0, model.acc, h.kv_dim, 1 << 29, 30, 0),
+                      300)
+ew += 2 * L * per_call(lambda: K.scale_out(model.h1, 0, model.acc, f, 1 << 29, 30, 0), 300)
+ew += 2 * L * per_call(lambda: K.scale_out(model.x, 0, model.acc, d, 0, 40, 1), 300)
 ew += L * per_call(lambda: K.swiglu(model.h1, model.h3, f, model.exp2), 300)
 ew += per_call(lambda: K.apply_gain(model.acc, model.act, model.final_gain, d), 300)
 

@@ -295,80 +295,48 @@ def to_act(act, gsum, src, off: int, n: int) -> int:
 
 
 @micropython.viper
-def block(buf, off: int, n: int, limit: int) -> int:
-    """In place: buf[off:off+n] (int32) times 2**-s, rounded, |v| <= limit; returns s.
-
-    s is the smallest shift with max|v| >> s <= limit (limit is 2**b - 1); values are
-    clamped to [-(limit + 1), limit] as to_act does.
-    """
+def block_heads(buf, n: int, size: int, limit: int, shifts):
+    """In place, for each slice h of `size` values of buf[0:n] (int32): the values times
+    2**-s, rounded, with s = shifts[h] the smallest shift that brings the slice's max|v|
+    to `limit` (2**b - 1) or below; clamped to [-(limit + 1), limit] as to_act does."""
     p = ptr32(buf)
+    ps = ptr32(shifts)
     one = 1
     sign = one << 31
-    mx = 0
-    for i in range(off, off + n):
-        v = (p[i] ^ sign) - sign
-        if v < 0:
-            v = -v
-        if v > mx:
-            mx = v
-    s = 0
-    while (mx >> s) > limit:
-        s += 1
-    if s == 0:
-        return 0
-    half = one << (s - 1)
-    for i in range(off, off + n):
-        v = (((p[i] ^ sign) - sign) + half) >> s
-        if v > limit:
-            v = limit
-        elif v < -limit - 1:
-            v = -limit - 1
-        p[i] = v
-    return s
+    h = 0
+    off = 0
+    while off < n:
+        mx = 0
+        for i in range(off, off + size):
+            v = (p[i] ^ sign) - sign
+            if v < 0:
+                v = -v
+            if v > mx:
+                mx = v
+        s = 0
+        while (mx >> s) > limit:
+            s += 1
+        if s > 0:
+            half = one << (s - 1)
+            for i in range(off, off + size):
+                v = (((p[i] ^ sign) - sign) + half) >> s
+                if v > limit:
+                    v = limit
+                elif v < -limit - 1:
+                    v = -limit - 1
+                p[i] = v
+        ps[h] = s
+        h += 1
+        off += size
 
 
 @micropython.viper
-def rescale_add(dst, src, n: int, sh: int):
-    """dst[i] += round(src[i] * 2**-sh), saturated; dst clamped to +-(2**30 - 1)."""
-    pd = ptr32(dst)
-    ps = ptr32(src)
-    one = 1
-    sign = one << 31
-    half = 0
-    if 0 < sh <= 30:
-        half = one << (sh - 1)
-    left = 0
-    lim = 0
-    if sh < 0:
-        left = -sh
-        if left <= 30:
-            lim = _MAXV >> left
-    for i in range(n):
-        v = (ps[i] ^ sign) - sign
-        if sh > 30:
-            v = 0
-        elif sh > 0:
-            v = (v + half) >> sh
-        elif sh < 0:
-            if v > lim:
-                v = _MAXV
-            elif v < -lim:
-                v = -_MAXV
-            else:
-                v = v << left
-        v += (pd[i] ^ sign) - sign
-        if v > _MAXV:
-            v = _MAXV
-        elif v < -_MAXV:
-            v = -_MAXV
-        pd[i] = v
+def scale_out(dst, doff: int, src, n: int, f: int, sh: int, add: int):
+    """dst[doff+i] (+)= round(floor(src[i] * f / 2**30) * 2**-sh), saturated to +-(2**30-1).
 
-
-@micropython.viper
-def scale_out(dst, doff: int, src, n: int, f: int, sh: int):
-    """dst[doff+i] = round(floor(src[i] * f / 2**30) * 2**-sh), saturated to +-(2**30-1).
-
-    f < 2**30 is a scale mantissa (the RMSNorm factor); |src| < 2**30.
+    f < 2**30 is a scale mantissa (the RMSNorm factor), or 0 for none: round(src * 2**-sh);
+    |src| < 2**30; sh may be negative (a saturating left shift). With add, the result is
+    added to dst (the residual stream) and the sum saturated.
     """
     pd = ptr32(dst)
     ps = ptr32(src)
@@ -386,10 +354,11 @@ def scale_out(dst, doff: int, src, n: int, f: int, sh: int):
         if left <= 30:
             lim = _MAXV >> left
     for i in range(n):
-        a = (ps[i] ^ sign) - sign
-        ah = a >> 15
-        al = a & 32767
-        v = ah * fh + ((ah * fl + al * fh + ((al * fl) >> 15)) >> 15)
+        v = (ps[i] ^ sign) - sign
+        if f:
+            ah = v >> 15
+            al = v & 32767
+            v = ah * fh + ((ah * fl + al * fh + ((al * fl) >> 15)) >> 15)
         if sh > 30:
             v = 0
         elif sh > 0:
@@ -401,6 +370,8 @@ def scale_out(dst, doff: int, src, n: int, f: int, sh: int):
                 v = -_MAXV
             else:
                 v = v << left
+        if add:
+            v += (pd[doff + i] ^ sign) - sign
         if v > _MAXV:
             v = _MAXV
         elif v < -_MAXV:

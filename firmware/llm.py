@@ -138,22 +138,17 @@ class Transformer:
             slot = l * self.steps + pos
 
             # attention: RMSNorm, q k v, RoPE, the KV cache, softmax over positions
-            K.rms_factor(x, dim, self.eps, regs)
-            s = K.to_act(act, gsum, x, 0, dim)
-            base = regs[2] - regs[1] - 17 - s
-            wq.matvec(acc, act, gsum, l)
-            K.scale_out(self.q, 0, acc, dim, regs[0], base - wq.gs + e_q)
-            wk.matvec(acc, act, gsum, l)
-            K.scale_out(self.k, 0, acc, kv, regs[0], base - wk.gs + e_k)
-            wv.matvec(acc, act, gsum, l)
-            K.scale_out(self.v, 0, acc, kv, regs[0], base - wv.gs + e_v)
-
-            for head in range(h.n_heads):
-                self.qshift[head] = K.block(self.q, head * hs, hs, _QK_LIMIT)
+            base = self._normalize()
+            self._normed(wq, l, self.q, dim, base + e_q)
+            self._normed(wk, l, self.k, kv, base + e_k)
+            self._normed(wv, l, self.v, kv, base + e_v)
+            K.block_heads(self.q, dim, hs, _QK_LIMIT, self.qshift)
             K.rope(self.q, 0, dim, self.rope, pos * hs, hs >> 1, self.clamp)
-            self.kshift[slot] = K.block(self.k, 0, kv, _QK_LIMIT)
+            K.block_heads(self.k, kv, kv, _QK_LIMIT, regs)
+            self.kshift[slot] = regs[0]
             K.rope(self.k, 0, kv, self.rope, pos * hs, hs >> 1, self.clamp)
-            self.vshift[slot] = K.block(self.v, 0, kv, _V_LIMIT)
+            K.block_heads(self.v, kv, kv, _V_LIMIT, regs)
+            self.vshift[slot] = regs[0]
             K.store16(self.kcache, slot * kv, self.k, 0, kv, self.clamp)
             K.store16(self.vcache, slot * kv, self.v, 0, kv, _V_BIAS)
 
@@ -167,31 +162,37 @@ class Transformer:
                         self.vshift, self.scores, self.exp2, cfg)
             s = K.to_act(act, gsum, self.att, 0, dim)
             wo.matvec(acc, act, gsum, l)
-            K.rescale_add(x, acc, dim, e_o - 31 - wo.gs + 32 - vmax - s)
+            K.scale_out(x, 0, acc, dim, 0, e_o - wo.gs + 1 - vmax - s, 1)
 
             # feed-forward: RMSNorm, w1 and w3, SwiGLU, w2
-            K.rms_factor(x, dim, self.eps, regs)
-            s = K.to_act(act, gsum, x, 0, dim)
-            base = regs[2] - regs[1] - 17 - s
-            w1.matvec(acc, act, gsum, l)
-            K.scale_out(self.h1, 0, acc, hidden, regs[0], base - w1.gs + e_1)
-            w3.matvec(acc, act, gsum, l)
-            K.scale_out(self.h3, 0, acc, hidden, regs[0], base - w3.gs + e_3)
+            base = self._normalize()
+            self._normed(w1, l, self.h1, hidden, base + e_1)
+            self._normed(w3, l, self.h3, hidden, base + e_3)
             shift = K.swiglu(self.h1, self.h3, hidden, self.exp2)
             s = K.to_act(act, gsum, self.h1, 0, hidden)
             w2.matvec(acc, act, gsum, l)
-            K.rescale_add(x, acc, dim, e_2 - 31 - w2.gs + 32 - shift - s)
+            K.scale_out(x, 0, acc, dim, 0, e_2 - w2.gs + 1 - shift - s, 1)
 
         # final RMSNorm (its gain applied to the activations: the classifier is shared)
-        K.rms_factor(x, dim, self.eps, regs)
-        s = K.to_act(act, gsum, x, 0, dim)
+        base = self._normalize()
         K.apply_gain(acc, act, self.final_gain, dim)
         s_u = K.to_act(act, gsum, acc, 0, dim)
-        cls = self.cls
-        cls.matvec(acc, act, gsum, 0)
-        sh = regs[2] - regs[1] - 17 - cls.gs + self.cls_exp + self.gain_bits - s - s_u
-        K.scale_out(self.logits, 0, acc, h.vocab_size, regs[0], sh)
+        self._normed(self.cls, 0, self.logits, h.vocab_size,
+                     base + self.cls_exp + self.gain_bits - s_u)
         return self.logits
+
+    def _normalize(self):
+        """RMSNorm's scale of x into regs and x in block form into act; returns the part
+        of the output shift that comes from them."""
+        regs = self.regs
+        kernels.rms_factor(self.x, self.h.dim, self.eps, regs)
+        s = kernels.to_act(self.act, self.gsum, self.x, 0, self.h.dim)
+        return regs[2] - regs[1] - 17 - s
+
+    def _normed(self, tensor, layer, out, n, sh):
+        """out = W . RMSNorm(x) (gain folded into W) in Q16; sh = base + the exponent."""
+        tensor.matvec(self.acc, self.act, self.gsum, layer)
+        kernels.scale_out(out, 0, self.acc, n, self.regs[0], sh - tensor.gs, 0)
 
 
 # ----------------------------------------------------------------------------------------

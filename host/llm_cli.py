@@ -124,12 +124,7 @@ def run_story(args: argparse.Namespace) -> int:
         done = simulator.run(_STORY, heap_bytes=heap, args=argv, stderr=subprocess.PIPE)
     except KeyboardInterrupt:
         return 130
-    errors = done.stderr.decode("utf-8", "replace").strip()
-    if done.returncode == 2 and errors.startswith("error: "):
-        raise UserError(errors[len("error: "):].splitlines()[0])
-    if done.returncode != 0:
-        last = errors.splitlines()[-1] if errors else f"exit status {done.returncode}"
-        raise UserError(f"the simulator failed: {last}")
+    errors = simulator.check(done)
     if errors:
         print(errors, file=sys.stderr)
     return 0

@@ -126,3 +126,19 @@ def run(
         env=env,
         stdin=stdin,
     )
+
+
+def check(done: subprocess.CompletedProcess) -> str:
+    """The run's stderr text; a UserError if it failed.
+
+    Firmware entry points report bad input as one line "error: ..." and exit status 2;
+    that line becomes the UserError's message. Any other failure is shown by its last
+    line.
+    """
+    errors = (done.stderr or b"").decode("utf-8", "replace").strip()
+    if done.returncode == 2 and errors.startswith("error: "):
+        raise UserError(errors[len("error: "):].splitlines()[0])
+    if done.returncode != 0:
+        last = errors.splitlines()[-1] if errors else f"exit status {done.returncode}"
+        raise UserError(f"the simulator failed: {last}")
+    return errors

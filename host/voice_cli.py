@@ -144,10 +144,5 @@ def _text_bytes(text: str) -> bytes:
 
 def _run(code: str, argv: list[str]):
     done = simulator.run(code, heap_bytes=VOICE_HEAP, args=argv, capture=True)
-    errors = done.stderr.decode("utf-8", "replace").strip()
-    if done.returncode == 2 and errors.startswith("error: "):
-        raise UserError(errors[len("error: "):].splitlines()[0])
-    if done.returncode != 0:
-        last = errors.splitlines()[-1] if errors else f"exit status {done.returncode}"
-        raise UserError(f"the simulator failed: {last}")
+    simulator.check(done)
     return done
