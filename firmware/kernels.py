@@ -683,10 +683,12 @@ def attention(out, q, qshift, kcache, vcache, kshift, vshift, scores, table, cfg
             ph = p >> 15
             pl = p & 32767
             p = ph * fh + ((ph * fl + pl * fh + ((pl * fl) >> 15)) >> 15)
-            sh = vmax - pvs[shifts + t]
-            off = p << 14
             vr = ptr16(va)
             va += stride
+            if p == 0:
+                continue  # a weight that rounds to nothing adds nothing
+            sh = vmax - pvs[shifts + t]
+            off = p << 14
             if hs == 8:
                 o0 += (p * vr[0] - off) >> sh
                 o1 += (p * vr[1] - off) >> sh
