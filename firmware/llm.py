@@ -391,6 +391,7 @@ def generate(model, prompt="", steps=256, temperature=0.0, topp=0.9, seed=None, 
         stats.ms_per_token = elapsed / 1000 / (pos - 1)
         stats.tok_s = (pos - 1) * 1e6 / elapsed if elapsed > 0 else 0.0
         stats.alloc_per_token = max(0, alloc_last - alloc_first) // (pos - 1)
+    gc.collect()  # what stays in use, after the float mode's garbage
     stats.heap_used = gc.mem_alloc()
     stats.heap_free = gc.mem_free()
     return stats

@@ -187,5 +187,9 @@ def blob_for(model: str, dtype: str = "int8", tokenizer: str | Path | None = Non
     tok = read_tokenizer(files.tokenizer, ckpt.config.vocab_size)
     print(f"building the {dtype} blob of {files.name} (first use; cached in {out.parent})",
           file=sys.stderr)
-    quantize.build(ckpt, tok, out, dtype)
+    try:
+        quantize.build(ckpt, tok, out, dtype)
+    except OSError as e:
+        raise UserError(f"cannot write the blob to {out.parent}: {e.strerror or e}; set "
+                        "MICRO_LLM_CACHE to a folder you can write") from None
     return out
