@@ -143,6 +143,7 @@ class Speaker:
             raise ValueError("a block holds at most %d samples, not %d" % (BLOCK, n))
         if n == 0:
             return
+        self.open()
         if not self.playing:
             self.finishing = False  # sound again after a finished stretch
         while not self.room():
@@ -156,6 +157,7 @@ class Speaker:
 
     def silence(self, samples):
         """Queue `samples` samples of silence (no buffer needed: they share one)."""
+        self.open()
         if samples > 0 and not self.playing:
             self.finishing = False
         self._silence(samples)
@@ -169,8 +171,6 @@ class Speaker:
             samples -= n
 
     def _queue(self, view, owns):
-        if self.i2s is None:
-            self.open()
         i = self.queued % _QUEUE
         self.queue[i] = view
         self.owns[i] = owns

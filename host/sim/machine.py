@@ -227,6 +227,11 @@ class I2S:
         try:
             with self.lock:
                 self._step()
+                if self.handler is not None and self.pending:
+                    # As the board: a buffer still being taken is dropped for the new one,
+                    # and its handler is never called.
+                    simboard.event("i2s_overlapping_write", id=self.id)
+                    self.pending = []
                 self.pending.append([view, 0])
                 simboard.event("i2s_write", id=self.id, bytes=len(view))
                 simboard.stats["writes"] += 1
