@@ -45,6 +45,9 @@ class Tensor:
         self.q8 = blob.section(bf.section_id(kind, bf.PART_Q8))
         rid = bf.section_id(kind, bf.PART_R4)
         self.r4 = blob.section(rid) if blob.has(rid) else None
+        if self.r4 is None:
+            import kernels_q8  # a plain int8 tensor: load its kernel only now
+            self.matvec8 = kernels_q8.matvec8
         self.scales = blob.section(bf.section_id(kind, bf.PART_SCALES))
         self.rows = rows
         self.cols = cols
@@ -58,8 +61,8 @@ class Tensor:
             kernels.matvec12(out, self.q8, self.r4, self.scales, act, gsum, self.rows,
                              self.cols, layer * self.q_step, layer * self.s_step, self.gs)
         else:
-            kernels.matvec8(out, self.q8, self.scales, act, gsum, self.rows, self.cols,
-                            layer * self.q_step, layer * self.s_step, self.gs)
+            self.matvec8(out, self.q8, self.scales, act, gsum, self.rows, self.cols,
+                         layer * self.q_step, layer * self.s_step, self.gs)
 
 
 class Transformer:

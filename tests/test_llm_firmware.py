@@ -213,3 +213,19 @@ print(json.dumps(struct.unpack("<64i", out)))
     (tmp_path / "case.json").write_text(json.dumps(payload))
     got = json.loads(run_firmware(code, str(tmp_path / "case.json")))
     assert got == expected[-1].reshape(-1).tolist()
+
+
+def test_plain_int8_tensors_run_the_q8_kernel_exactly(models_dir, tmp_path):
+    # A blob where some tensors have no refinement plane: those take kernels_q8.
+    from micro_llm import checkpoint, quantize
+
+    ckpt = checkpoint.read_checkpoint(models_dir / "stories260K.bin")
+    tok = checkpoint.read_tokenizer(models_dir / "tok512.bin", 512)
+    options = quantize.Options(refine=("emb", "wk", "wv", "wo", "w1", "w3"))
+    quantize.build(ckpt, tok, tmp_path / "mixed.mlb", "int8", options)
+    blob = blobio.read_blob(tmp_path / "mixed.mlb")
+    assert not blob.has(bf.section_id(bf.K_WQ, bf.PART_R4))
+    tokens = [1, 403, 407, 261, 378, 432]
+    out = run_firmware(_LOGITS, str(tmp_path / "mixed.mlb"), json.dumps(tokens))
+    firmware = np.array([json.loads(line) for line in out.splitlines()])
+    assert np.array_equal(firmware, reference.IntReference(blob).forward_sequence(tokens))
