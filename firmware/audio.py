@@ -91,20 +91,26 @@ class Speaker:
         self.gain = percent * 256 // 100
 
     def _reset(self):
+        # The figures of what was played, kept after close() for the caller to read.
+        self.underruns = 0
+        self.samples = 0         # samples queued
+        self.started_ms = None   # when the first buffer went to the I2S
+        self._empty()
+
+    def _empty(self):
         # Each counter has one writer, so the callback never races the code it interrupts:
         # `queued`, `taken` and `slot_next` belong to play(), `sent` and `freed` to the
         # callback.
-        self.queued = 0      # entries queued, ever
-        self.sent = 0        # entries the DMA has taken, ever
-        self.taken = 0       # slots filled, ever
-        self.freed = 0       # slots given back, ever
+        self.queued = 0          # entries queued, ever
+        self.sent = 0            # entries the DMA has taken, ever
+        self.taken = 0           # slots filled, ever
+        self.freed = 0           # slots given back, ever
         self.slot_next = 0
         self.playing = False
         self.finishing = False
-        self.underruns = 0
-        self.starved_ms = -1  # when the callback last found nothing to write, if it did
-        self.samples = 0     # samples queued
-        self.started_ms = None  # when the first buffer went to the I2S
+        self.starved_ms = -1     # when the callback last found nothing to write, if it did
+        for i in range(_QUEUE):
+            self.queue[i] = None
 
     # ------------------------------------------------------------ the peripheral
 
@@ -120,14 +126,14 @@ class Speaker:
         self.i2s = i2s
 
     def close(self):
-        """Stop at once and release the peripheral: nothing more is heard."""
+        """Stop at once and release the peripheral: nothing more is heard, and what was
+        queued is dropped. underruns and samples stay for the caller to read."""
         i2s = self.i2s
         self.i2s = None
         self.playing = False
         if i2s is not None:
             i2s.deinit()
-        for i in range(_QUEUE):
-            self.queue[i] = None
+        self._empty()
 
     # ------------------------------------------------------------ the queue
 

@@ -56,6 +56,8 @@ class Lexicon:
     def get(self, word):
         return self.words.get(word.lower())
 
+    # Limitation: an abbreviation's period never ends a sentence, so one that closes a
+    # sentence ("... pies etc. The end.") runs into the next.
     def is_abbreviation(self, word):
         """True for "Mr" when the lexicon has "Mr." (its period is not a sentence end)."""
         return (word.lower() + ".") in self.words

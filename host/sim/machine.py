@@ -22,6 +22,7 @@ import _thread
 import time
 
 import micropython
+import uctypes
 import simboard
 
 _BUSY = [0]  # >0 while the main program is inside an I2S method: callbacks wait
@@ -79,6 +80,18 @@ def reset():
 
 def soft_reset():
     raise SystemExit("machine.soft_reset()")
+
+
+def _bytes_view(buf):
+    """A byte-by-byte memoryview of any buffer (an array of 16-bit samples too), without a
+    copy: the DMA reads the program's buffer as it plays, as the board's does."""
+    view = memoryview(buf)
+    if len(view) == 0:
+        return view
+    size = uctypes.addressof(view[1:]) - uctypes.addressof(view)
+    if size == 1:
+        return view
+    return memoryview(uctypes.bytearray_at(uctypes.addressof(view), len(view) * size))
 
 
 class Pin:
@@ -196,7 +209,7 @@ class I2S:
         self.mono = bytearray(self.capacity * 2)
         self.head = 0          # next frame to play, in the ring
         self.fill = 0          # frames in the ring
-        self.pending = []      # [memoryview, bytes taken]: buffers written, not all taken
+        self.pending = []      # [bytes, taken, buffer]: buffers written, not all taken
         self.taken = []        # buffers all taken, their handler call still to schedule
         self.handler = None
         self.origin = None     # virtual us of the first frame taken: the frame clock's 0
@@ -217,7 +230,7 @@ class I2S:
     def write(self, buf):
         if not self.running:
             raise OSError("I2S is not initialised")
-        view = memoryview(buf)
+        view = _bytes_view(buf)
         if len(view) % self.frame_bytes:
             # Limitation: the stand-in takes whole frames only (the board carries a part
             # frame over to the next write).
@@ -232,7 +245,7 @@ class I2S:
                     # and its handler is never called.
                     simboard.event("i2s_overlapping_write", id=self.id)
                     self.pending = []
-                self.pending.append([view, 0])
+                self.pending.append([view, 0, buf])
                 simboard.event("i2s_write", id=self.id, bytes=len(view))
                 simboard.stats["writes"] += 1
                 self._step()
@@ -256,8 +269,8 @@ class I2S:
                 self._step()
                 self.running = False
                 simboard.event("i2s_deinit", id=self.id, unplayed=self.fill,
-                               unsent=sum(len(v) - n for v, n in self.pending)
-                               // self.frame_bytes)
+                               unsent=sum(len(e[0]) - e[1] for e in self.pending)
+                               // self.frame_bytes, played=simboard.stats["played"])
                 self.fill = 0
                 self.pending = []
                 self.taken = []
@@ -324,7 +337,7 @@ class I2S:
             return 20000
         frames = self.fill
         if self.pending:
-            view, n = self.pending[0]
+            view, n = self.pending[0][:2]
             left = (len(view) - n) // self.frame_bytes
             frames = max(1, left - (self.capacity - self.fill))
         return int(frames * 1_000_000 / (self.rate * simboard.speed)) + 1
@@ -334,7 +347,7 @@ class I2S:
         if not self.pending:
             return False
         entry = self.pending[0]
-        view, n = entry
+        view, n = entry[0], entry[1]
         fb = self.frame_bytes
         frames = min((len(view) - n) // fb, self.capacity - self.fill)
         if frames <= 0:
