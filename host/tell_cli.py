@@ -36,6 +36,7 @@ SAMPLE_RATE = 22050
 # board's heap budget.
 STAND_IN_HEAP = 64 << 10
 MAX_GAP_SECONDS = 10  # an underrun longer than this is written as this much silence
+BOARD_SPEED_FACTOR = 40  # the board runs the model about 40 times slower than the simulator
 
 # The code MicroPython runs: set up the board, tell, write the figures; errors as one
 # line and status 2. The arguments come as one JSON object.
@@ -112,7 +113,8 @@ class Telling:
 def simulate(prompt: str, *, blob: Path, board: str = boards.DEFAULT_BOARD, steps: int = 128,
              temperature: float = 0.0, topp: float = 0.9, seed: int = 1,
              voice: dict | None = None, sing: bool = False, volume: int = 100,
-             pause_ms: int = 250, speed_factor: float = 1.0, heap: int | None = None,
+             pause_ms: int = 250, speed_factor: float = BOARD_SPEED_FACTOR,
+             heap: int | None = None,
              stdout=subprocess.PIPE, timeout: float | None = None) -> Telling:
     """Tell a story with the firmware in the simulator; raise UserError on failure."""
     profile = boards.load_board(board)
@@ -179,9 +181,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volume", type=int, default=100, help="percent (default 100)")
     p.add_argument("--pause-ms", type=int, default=250,
                    help="silence after a sentence, twice that after a paragraph (default 250)")
-    p.add_argument("--speed-factor", type=float, default=1.0,
-                   help="the simulated DMA plays this many times faster than real time, as "
-                        "if the model ran that much slower (the board: about 40)")
+    p.add_argument("--speed-factor", type=float, default=BOARD_SPEED_FACTOR,
+                   help="how many times faster than real time the simulated board plays, "
+                        "which is as if the model ran that much slower: the default, "
+                        f"{BOARD_SPEED_FACTOR:g}, is the board's pace; 1 plays in real time")
     p.set_defaults(run=run_tell)
 
 
