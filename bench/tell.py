@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tempfile
 import time
 
@@ -116,7 +115,7 @@ def main() -> int:
         started = time.monotonic()
         fast = run(_TELL, [str(blob), str(profile.path), folder, "1000000"], heap)
         wall = time.monotonic() - started
-    print(f"as fast as the simulator computes (speed factor 1000000):")
+    print("as fast as the simulator computes (speed factor 1000000):")
     print(f"  first sound after {fast['first_sound_ms']} ms; telling {fast['total_ms']:.0f} ms "
           f"({wall:.1f} s with the interpreter's start and the model's load)")
     print(f"  {fast['positions']} tokens at {fast['tok_s']:.0f} tok/s; "

@@ -16,16 +16,16 @@ slots: on the ESP32-S3 a MONO stream takes both slots of a frame (upstream Micro
 #11635) and would play two samples per frame, so STEREO is the layout in which the
 amplifier, which plays (left + right) / 2, gets every sample exactly once.
 
-Playback is non-blocking: play() converts a block into one of a few frame buffers and
+Playback is non-blocking: play() converts a block into one of four frame buffers and
 returns; the I2S callback (run by MicroPython's scheduler between bytecodes) hands the
-next buffer to the DMA whenever one has gone out. The buffers hold 370 ms, more than
-the longest stretch the storyteller spends away from them (starting a sentence in SAM,
-about 60 ms on the board), and the DMA's own 186 ms, more than the longest stretch the
-scheduler cannot run (a viper kernel: a few ms), so the callback always finds the next
-one. When it finds none while more
-sound is still to come, the DMA plays on for the 186 ms it holds; a buffer that comes
-later than that leaves a gap of silence: an underrun, counted in `underruns` (timed by
-the board's clock).
+next buffer to the DMA whenever one has gone out. The four hold 370 ms, more than the
+longest stretch the storyteller spends away from them (starting a sentence in SAM, some
+60 ms on the board), and the DMA's own 186 ms are more than the longest stretch the
+scheduler cannot run (a viper kernel: a few ms on the board; bench/tell.py measures
+them), so the callback finds the next buffer in time. When it finds none while more
+sound is to come, the DMA plays on for what it holds; a buffer that comes later than
+186 ms after that leaves a gap of silence: an underrun, counted in `underruns` by the
+board's clock.
 """
 
 import time
@@ -266,14 +266,17 @@ def _tone(hz, ms, level=0x30):
     return out
 
 
-def speaker_test(i2s=None, volume=50):
-    """Play a short tone and say "hello" (pins from /board.json unless given)."""
+def speaker_test(i2s=None, volume=50, speaker=None):
+    """Play a short tone and say "hello" through `speaker`, or one on the pins `i2s`
+    (default: /board.json's)."""
     import sam
-    if i2s is None:
-        import json
-        with open("/board.json") as f:
-            i2s = json.load(f)["i2s"]
-    speaker = Speaker(i2s, volume=volume)
+    if speaker is None:
+        if i2s is None:
+            import json
+            with open("/board.json") as f:
+                i2s = json.load(f)["i2s"]
+        speaker = Speaker(i2s)
+    speaker.volume = volume
     try:
         speaker.open()
         tone = memoryview(_tone(440, 400))

@@ -7,12 +7,13 @@
     led.off()
 
 A WS2812 shows blue while thinking, green while speaking, cyan for both; a plain LED is
-lit while thinking and blinks while speaking (speaking() toggles it once per block).
+lit while thinking and blinks while speaking (spoke() toggles it once per audio block).
 """
 
 from machine import Pin
+from micropython import const
 
-_LEVEL = 24  # of 255: the on-board RGB LEDs are bright
+_LEVEL = const(24)  # of 255: the on-board RGB LEDs are bright
 
 
 class StatusLED:

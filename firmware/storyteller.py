@@ -14,8 +14,8 @@ percentage. Ctrl-C stops the story and the sound at once; the next call starts a
 
 What the board holds (written by tools/deploy.py): /board.json, its profile (the I2S pins
 and the status LED), and /micro_llm.json, its settings: the model and, optionally, a
-"storyteller" object of defaults (volume, voice, pause_ms, steps, prompt) and what main.py
-does at power-on ("start": "off", "boot" or "button", with "button": a GPIO number).
+"storyteller" object: tell()'s defaults (steps, voice, volume, pause_ms) and what main.py
+does at power-on ("start": "off", "boot" or "button"; "button": a GPIO; "prompt").
 Only the telling prepares the text for the voice (narration.py); say() is the original.
 """
 
@@ -112,12 +112,12 @@ def _devices(board, volume):
 
 def _voice(voice, speed, pitch, mouth, throat):
     import sam
-    settings_ = sam.preset(voice)
+    chosen = sam.preset(voice)
     for name, value in (("speed", speed), ("pitch", pitch), ("mouth", mouth),
                         ("throat", throat)):
         if value is not None:
-            settings_[name] = value
-    return settings_
+            chosen[name] = value
+    return chosen
 
 
 # ---------------------------------------------------------------- text only
@@ -143,8 +143,8 @@ def say(text, voice="SAM", speed=None, pitch=None, mouth=None, throat=None, sing
     """Speak `text` as SAM would (English, or SAM phonemes with phonetic=True); returns
     the number of samples played."""
     import sam
-    settings_ = _voice(voice, speed, pitch, mouth, throat)
-    blocks = sam.render(text, phonetic=phonetic, sing=sing, **settings_)
+    chosen = _voice(voice, speed, pitch, mouth, throat)
+    blocks = sam.render(text, phonetic=phonetic, sing=sing, **chosen)
     speaker, led = _devices(board, volume)
     try:
         led.show(speaking=True)
@@ -158,10 +158,15 @@ def say(text, voice="SAM", speed=None, pitch=None, mouth=None, throat=None, sing
     return speaker.samples
 
 
-def speaker_test(board=None):
+def speaker_test(board=None, volume=50):
     """A short tone and a spoken "hello", for checking the amplifier's wiring."""
     import audio
-    audio.speaker_test(profile(board)["i2s"])
+    speaker, led = _devices(board, volume)
+    led.show(speaking=True)
+    try:
+        audio.speaker_test(volume=volume, speaker=speaker)
+    finally:
+        led.off()
 
 
 # ---------------------------------------------------------------- the telling

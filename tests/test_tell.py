@@ -196,7 +196,8 @@ def test_the_led_is_blue_while_thinking_green_while_speaking_and_then_off(
 
 
 def test_a_plain_led_is_lit_while_thinking_blinks_while_speaking_and_goes_out(int8_blob):
-    told = simulate(PROMPT, blob=int8_blob, board="seeed-xiao-esp32s3", steps=24, temperature=0.0, speed_factor=BOARD_SPEED, timeout=HANG)
+    told = simulate(PROMPT, blob=int8_blob, board="seeed-xiao-esp32s3", steps=24,
+                    temperature=0.0, speed_factor=BOARD_SPEED, timeout=HANG)
     levels = [e["value"] for e in told.recording.events
               if e["event"] == "pin" and e["pin"] == 21]
     # Active low: 1 is dark, 0 lit.

@@ -137,7 +137,8 @@ def test_a_long_sentence_is_cut_where_a_reader_takes_a_breath():
 
 def test_a_boards_own_lexicon_adds_words_and_overrides_the_default(tmp_path):
     lexicon = tmp_path / "lexicon.txt"
-    lexicon.write_text("# the board's names\nLily   Lilly Anne\nBingo  Bin go\n\nDr.  the doctor\n")
+    lexicon.write_text("# the board's names\nLily   Lilly Anne\nBingo  Bin go\n\n"
+                       "Dr.  the doctor\n")
     assert pieces(["Lily met Bingo and Dr. Kim."], lexicon=str(lexicon)) == [
         ["Lilly Anne met Bin go and the doctor Kim."]]
 

@@ -172,6 +172,7 @@ class I2S:
         self.id = id
         self.lock = _thread.allocate_lock()
         self.running = False
+        self.session = 0  # one per init: a DMA thread or a callback of an old one stops
         self._configure(sck, ws, sd, mck, mode, bits, format, rate, ibuf)
 
     def init(self, *, sck, ws, sd, mck=None, mode, bits, format, rate, ibuf):
@@ -220,7 +221,8 @@ class I2S:
                        ibuf=ibuf, wired=self.wired)
         I2S._active[self.id] = self
         self.running = True
-        _thread.start_new_thread(self._dma, ())
+        self.session += 1
+        _thread.start_new_thread(self._dma, (self.session,))
 
     # ------------------------------------------------------------ the program's side
 
@@ -299,12 +301,12 @@ class I2S:
 
     # ------------------------------------------------------------ the DMA's side
 
-    def _dma(self):
+    def _dma(self, session):
         # The DMA and the driver's task: wakes when the ring will have run down, plays
         # what the virtual clock says has been played, takes what fits, schedules calls.
-        while self.running:
+        while self.running and self.session == session:
             with self.lock:
-                if not self.running:
+                if not self.running or self.session != session:
                     break
                 wait = self._step()
                 self._notify()
@@ -393,19 +395,22 @@ class I2S:
 
     def _notify(self):
         while self.taken and self.handler is not None:
-            if not simboard.schedule(self._deliver, self.taken[0]):
+            if not simboard.schedule(self._deliver, (self.session, self.taken[0])):
                 break
             self.taken.pop(0)
         if self.handler is None:
             self.taken = []
 
-    def _deliver(self, taken_at):
+    def _deliver(self, call):
         # Runs in the main program, between its bytecodes, as the board's scheduler runs
         # the handler; never inside an I2S method (the board runs none inside its C code).
-        if not self.running or self.handler is None:
+        session, taken_at = call
+        if not self.running or self.session != session or self.handler is None:
             return
         if _BUSY[0]:
-            simboard.schedule(self._deliver, taken_at)
+            # Limitation: if the scheduler's queue is full just now, this call is lost
+            # (the board's queue has room for the one call a buffer makes).
+            simboard.schedule(self._deliver, call)
             return
         simboard.irq_latency(simboard.real_us() - taken_at)
         self.handler(self)
