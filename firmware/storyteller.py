@@ -24,7 +24,8 @@ import json
 import sys
 import time
 
-import llm
+# The model's modules (llm, kernels) and the voice's are imported when first used, so
+# main.py's `import storyteller` at power-on costs little when it has nothing to do.
 
 CONFIG = "/micro_llm.json"  # {"board": id, "model": path, "storyteller": {...}}
 PROFILE = "/board.json"     # the board profile: "i2s" pins, "led"
@@ -63,6 +64,7 @@ def load(model=None, steps=128):
     """The model, loaded once and kept while the path is the same and its KV cache holds
     `steps` positions."""
     global _loaded
+    import llm
     path = model_path(model)
     if _loaded is not None and _loaded[0] == path and _loaded[1].steps >= steps:
         return _loaded[1]
@@ -129,6 +131,7 @@ def story(prompt="Once upon a time", steps=128, temperature=1.0, topp=0.9, seed=
     steps counts positions, the prompt included; temperature 0 is greedy (the same story
     every time), otherwise top-p sampling with `seed` (default: from the clock).
     """
+    import llm
     m = load(model, steps)
     stats = llm.generate(m, prompt, steps=steps, temperature=temperature, topp=topp,
                          seed=seed, out=_stdout())
@@ -275,6 +278,7 @@ def tell(prompt="Once upon a time", steps=None, temperature=1.0, topp=0.9, seed=
     (twice that after a paragraph). Defaults come from /micro_llm.json's "storyteller".
     The story's text goes to `out` (a stream with write(bytes); default stdout).
     """
+    import llm
     import narration
     defaults = _defaults()
     steps = steps or defaults.get("steps", 128)
