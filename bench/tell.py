@@ -14,8 +14,9 @@ simulated DMA's buffers, and prints for each speed factor of the simulated DMA:
 
 then how long the kernel calls take (the scheduler, and so the I2S callback, cannot run
 inside one), timed call by call in a separate run: median, 99th percentile and maximum
-(the maximum is mostly the host's own scheduling on a shared machine). Figures, not
-pass/fail.
+(the maximum is mostly the host's own scheduling on a shared machine); and the size of
+the telling's modules compiled for the ESP32-S3, with their native code (IRAM). Figures,
+not pass/fail.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ import tempfile
 import time
 
 from micro_llm import boards, models, simulator
+from micro_llm.mpyinfo import mpy_sizes
+from micro_llm.paths import FIRMWARE_DIR
 from micro_llm.tell_cli import BOARD_SPEED_FACTOR, STAND_IN_HEAP
 
 STEPS = 128
 PROMPT = "Once upon a time"
+TELLING_MODULES = ("storyteller", "narration", "lexicon", "audio", "led", "main")
 
 # Runs in MicroPython; prints one JSON object.
 _TELL = """
@@ -141,6 +145,11 @@ def main() -> int:
     for name, (n, median, p99, most) in sorted(calls.items(), key=lambda kv: -kv[1][2])[:8]:
         print(f"  {name:16} {n:6} {median:7} {p99:7} {most:7}   "
               f"~{p99 * BOARD_SPEED_FACTOR / 1000:.1f} ms")
+
+    sizes = {m: mpy_sizes(FIRMWARE_DIR / f"{m}.py") for m in TELLING_MODULES}
+    print("the telling's modules for the ESP32-S3: " + ", ".join(
+        f"{m} {size} B" + (f" ({native} B native)" if native else "")
+        for m, (size, native) in sizes.items()))
     return 0
 
 
