@@ -197,6 +197,9 @@ class Speaker:
             self.started_ms = now
         if self.starved_ms >= 0:
             # Starved, and the DMA's own buffer ran out before this: a gap was heard.
+            # Limitation: timed by this clock, assuming the DMA held a full IBUF when the
+            # callback found nothing: a late callback, or a clock that is not the DMA's
+            # (the simulator at a speed factor other than 1), makes this count too few.
             if time.ticks_diff(now, self.starved_ms) > _IBUF_MS:
                 self.underruns += 1
             self.starved_ms = -1

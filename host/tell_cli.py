@@ -35,7 +35,9 @@ SAMPLE_RATE = 22050
 # thread and the record's buffers are, so the simulator gets this much on top of the
 # board's heap budget.
 STAND_IN_HEAP = 64 << 10
-MAX_GAP_SECONDS = 10  # an underrun longer than this is written as this much silence
+# Limitation: an underrun longer than this is written to the WAV as this much silence (at a
+# large speed factor a simulated gap can last hours).
+MAX_GAP_SECONDS = 10
 BOARD_SPEED_FACTOR = 40  # the board runs the model about 40 times slower than the simulator
 
 # The code MicroPython runs: set up the board, tell, write the figures; errors as one
