@@ -2,10 +2,11 @@
 
 MicroPython code: in the unix port it takes the place of the port's own `machine`
 (host/sim comes first on the path). It behaves as the board's module does where the
-firmware can tell, and checks arguments as the board does: a pin the board profile's
-board does not have is ValueError("invalid pin"), I2S bits other than 16 or 32 are
-ValueError("invalid bits"), and so on. simboard.py holds the board profile, the virtual
-clock and the record.
+firmware can tell, and checks arguments as the board does: a GPIO the profiled board does
+not have (or gives to its flash or PSRAM) is ValueError("invalid pin"), I2S bits other
+than 16 or 32 are ValueError("invalid bits"), and so on. simboard.py holds the board
+profile, the virtual clock and the record. The amplifier is wired as the profile says:
+an I2S on other pins is recorded, but nothing is heard.
 
 I2S transmits like the board's: the DMA owns `ibuf` bytes and plays them at `rate` frames
 per second of the virtual clock; in non-blocking mode (irq set) write() returns at once,
