@@ -328,3 +328,22 @@ simboard.close()
     deinit = next(e for e in events if e["event"] == "i2s_deinit")
     assert deinit["played"] + deinit["unplayed"] + deinit["unsent"] == 22050
     assert len(played) == deinit["played"] < 22050 // 10
+
+
+def test_sound_sent_to_pins_the_amplifier_is_not_wired_to_is_not_heard():
+    code = """
+import sys, time, simboard
+from machine import I2S, Pin
+profile, folder = sys.argv[1:3]
+simboard.setup(profile, record=folder, speed_factor=1000)
+out = I2S(0, sck=Pin(1), ws=Pin(2), sd=Pin(3), mode=I2S.TX, bits=16, format=I2S.STEREO,
+          rate=22050, ibuf=4096)
+out.write(bytearray(b"\\x00\\x10" * 64))
+time.sleep_ms(20)
+out.deinit()
+simboard.close()
+"""
+    _, events, played = run_board(code, WAVESHARE)
+    init = next(e for e in events if e["event"] == "i2s_init")
+    assert init["pins"] == [1, 2, 3] and init["wired"] is False
+    assert len(played) == 0
