@@ -130,12 +130,7 @@ def simulate(prompt: str, *, blob: Path, board: str = boards.DEFAULT_BOARD, step
                 "speed_factor": speed_factor, **voice}
         done = simulator.run(_TELL, heap_bytes=heap, args=[json.dumps(args)],
                              stdout=stdout, stderr=subprocess.PIPE, timeout=timeout)
-        errors = done.stderr.decode("utf-8", "replace").strip()
-        if done.returncode == 2 and errors.startswith("error: "):
-            raise UserError(errors[len("error: "):].splitlines()[0])
-        if done.returncode != 0:
-            last = errors.splitlines()[-1] if errors else f"exit status {done.returncode}"
-            raise UserError(f"the simulator failed: {last}")
+        errors = simulator.check(done)
         return Telling(done.stdout or b"", errors, Recording.read(Path(record)))
 
 
