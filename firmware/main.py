@@ -1,3 +1,4 @@
+# micro-llm main.py: tells a story at power-on or on a button press, if the settings say.
 # Runs after boot.py at power-on (not after a soft reset in the raw REPL, which tools use).
 # By default it does nothing and the REPL comes up. To tell a story at power-on, or each
 # time a button is pressed, add to /micro_llm.json:

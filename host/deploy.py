@@ -444,6 +444,31 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def board_settings(link: BoardLink, board_id: str, model_path: str) -> bytes:
+    """/micro_llm.json for this deploy: the board and model, with every other setting the
+    board already holds (such as the storyteller's) kept."""
+    settings = {}
+    try:
+        current = json.loads(link.read_file("/micro_llm.json"))
+        if isinstance(current, dict):
+            settings = current
+    except (LinkError, BoardExecError, ValueError):
+        pass  # no settings yet, or unreadable ones: start afresh
+    settings.update(board=board_id, model=model_path)
+    return json.dumps(settings, sort_keys=True).encode()
+
+
+def ours_or_absent(link: BoardLink, path: str, on_board: dict[str, str | None]) -> bool:
+    """Whether `path` may be written: absent, or a file this project put there."""
+    if on_board.get(path) is None:
+        return True
+    try:
+        first_line = link.read_file(path).split(b"\n", 1)[0]
+    except (LinkError, BoardExecError):
+        return False
+    return first_line.startswith(b"# micro-llm")
+
+
 def board_hashes(link: BoardLink, paths: list[str]) -> dict[str, str | None]:
     link.exec(_BOARD_HELPERS)
     out = link.exec(f"import json\nprint(json.dumps({{p: _sha(p) for p in {paths!r}}}))")
@@ -655,13 +680,16 @@ def deploy(options: DeployOptions, say: Callable[[str], None] = print) -> Upload
             files = dict(modules)
             files[model_path] = blob
         files["/board.json"] = profile.to_json()
-        files["/micro_llm.json"] = json.dumps(
-            {"board": profile.id, "model": model_path}, sort_keys=True).encode()
+        files["/micro_llm.json"] = board_settings(link, profile.id, model_path)
 
         removed = remove_partial_files(link, ["/", "/lib", "/models"])
         if removed:
             say(f"removed {len(removed)} partial files left by an interrupted deploy")
         on_board = board_hashes(link, sorted(files))
+        if "/main.py" in files and not ours_or_absent(link, "/main.py", on_board):
+            del files["/main.py"]
+            say("kept your own /main.py (to tell a story at power-on, call "
+                "storyteller.start() from it)")
         check_space(space_needed(files, on_board), facts)
         report = upload(link, files, on_board, say)
         report.removed_partial = removed

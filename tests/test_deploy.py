@@ -45,6 +45,7 @@ def expected_files(blob: Path) -> dict[str, bytes]:
         "micro_llm.json": json.dumps({"board": BOARD_ID, "model": f"/models/{blob.stem}.mlb"},
                                      sort_keys=True).encode(),
         "board.json": json.dumps(profile, sort_keys=True, separators=(",", ":")).encode(),
+        "main.py": (FIRMWARE_DIR / "main.py").read_bytes(),
     }
 
 
@@ -91,10 +92,26 @@ def test_a_second_deploy_uploads_nothing(tmp_path, board):
 
     second = run_deploy("--port", board.port, "--model", str(blob), "--no-smoke-test")
     assert second.returncode == 0, second.stderr
-    count = len(firmware_modules()) + 3
+    count = len(firmware_modules()) + 4
     assert f"uploaded 0 files, {count} already on the board; all verified by sha256" in (
         second.stdout.splitlines())
     assert {p: p.stat().st_mtime_ns for p in board.folder.rglob("*") if p.is_file()} == before
+
+
+def test_a_deploy_keeps_the_users_main_py_and_settings(tmp_path, board):
+    (board.folder / "main.py").write_bytes(b"print('my own program')\n")
+    settings = {"board": BOARD_ID, "model": "/models/old.mlb",
+                "storyteller": {"start": "button", "button": 0}}
+    (board.folder / "micro_llm.json").write_text(json.dumps(settings))
+    blob = blob_file(tmp_path, "tiny", 50_000)
+    result = run_deploy("--port", board.port, "--model", str(blob), "--no-smoke-test")
+    assert result.returncode == 0, result.stderr
+    assert "kept your own /main.py (to tell a story at power-on, call storyteller.start() " \
+        "from it)" in result.stdout.splitlines()
+    assert (board.folder / "main.py").read_bytes() == b"print('my own program')\n"
+    assert json.loads((board.folder / "micro_llm.json").read_text()) == {
+        "board": BOARD_ID, "model": "/models/tiny.mlb",
+        "storyteller": {"start": "button", "button": 0}}
 
 
 def test_a_deploy_cut_part_way_then_rerun_completes_and_leaves_no_partial_file(tmp_path,

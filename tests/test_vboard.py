@@ -38,7 +38,8 @@ def test_board_files_live_in_its_folder_and_slash_paths_resolve_there(board):
                       "import os\nos.mkdir('/lib')\nopen('/lib/hello.txt','w').write('hi')\n"
                       "os.rename('/lib/hello.txt', '/hello.txt')\nprint(sorted(os.listdir('/')))")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "['hello.txt', 'lib']\n"
+    # /.sim is where the virtual board mounts its hardware stand-ins (host/sim).
+    assert result.stdout == "['.sim', 'hello.txt', 'lib']\n"
     assert (board.folder / "hello.txt").read_text() == "hi"
     assert list((board.folder / "lib").iterdir()) == []
 
