@@ -189,7 +189,8 @@ class Speaker:
 
     def _start(self):
         # Only here while nothing is playing: no callback is due, so nothing races this.
-        if self.queued == self.sent:
+        # A peripheral closed meanwhile (Ctrl-C) leaves nothing to start: open() again.
+        if self.queued == self.sent or self.i2s is None:
             return
         self.playing = True
         now = time.ticks_ms()
@@ -246,6 +247,8 @@ class Speaker:
     def drain(self):
         """Wait until every queued sample has been played, then stay open."""
         self.finish()
+        if self.i2s is None:
+            return  # closed: nothing is queued any more
         # The DMA keeps up to IBUF of sound after the callback; silence as long as that
         # pushes it all out to the amplifier.
         self._silence(IBUF // _FRAME)

@@ -22,6 +22,7 @@ import blobfmt as bf
 import kernels
 from blob import Blob
 from sampler import IntSampler
+from sampler import check as sampler_check
 from tokenizer import BOS, Tokenizer
 
 _QK_LIMIT = const(8191)  # q, k before RoPE in 13-bit block form
@@ -344,10 +345,17 @@ def generate(model, prompt="", steps=256, temperature=0.0, topp=0.9, seed=None, 
     h = model.h
     if not 0 < steps <= model.steps:
         raise ValueError("steps must be between 1 and %d, not %d" % (model.steps, steps))
+    if isinstance(prompt, str):
+        prompt = prompt.encode()
+    if len(prompt) > h.seq_len * model.tok.max_token_length:
+        # More tokens than the context whatever the merges: refuse before encoding.
+        raise ValueError("the prompt is %d bytes: more than the model's context of %d "
+                         "tokens holds" % (len(prompt), h.seq_len))
     tokens = model.tok.encode(prompt)
     if len(tokens) > h.seq_len:
         raise ValueError("the prompt is %d tokens; the model's context holds %d"
                          % (len(tokens), h.seq_len))
+    sampler_check(temperature, topp)
     if seed is None or seed == 0:
         seed = (time.ticks_us() ^ int(time.time())) & 0x7FFFFFFF or 1
     if model.scheme == "f32":

@@ -16,6 +16,7 @@ from array import array
 import kernels
 
 _MASK64 = (1 << 64) - 1
+MAX_TEMPERATURE = 1000000  # a flat distribution long before this
 _MULT = 0x2545F4914F6CDD1D
 
 
@@ -38,6 +39,15 @@ class Rng:
         return self.u32() >> 8
 
 
+def check(temperature, topp):
+    """ValueError for sampling settings no sampler can use."""
+    if not 0 <= temperature <= MAX_TEMPERATURE:
+        raise ValueError("temperature must be between 0 (greedy) and %d, not %s"
+                         % (MAX_TEMPERATURE, temperature))
+    if not 0 <= topp <= 1:
+        raise ValueError("top-p must be between 0 and 1, not %s" % topp)
+
+
 def fixed16(value):
     """A temperature or top-p as an integer in units of 2**-16."""
     return int(value * 65536 + 0.5)
@@ -46,8 +56,12 @@ def fixed16(value):
 class IntSampler:
     def __init__(self, vocab_size, temperature=0.0, topp=0.9, seed=0, table=None):
         self.n = vocab_size
+        check(temperature, topp)
         self.t16 = fixed16(temperature) if temperature > 0 else 0
-        self.p16 = fixed16(topp) if 0 < topp < 1 else 0
+        # top-p in 1/65536: a positive top-p keeps at least the likeliest token.
+        self.p16 = max(1, fixed16(topp)) if 0 < topp < 1 else 0
+        if self.p16 >= 65536:
+            self.p16 = 0
         self.rng = Rng(seed)
         self.table = table
         if self.t16:

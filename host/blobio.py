@@ -63,18 +63,38 @@ def write_blob(path: Path, header, sections: list[tuple[int, int, bytes]]) -> in
     data = head + bytes(offset - len(head)) + bytes(body)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would have made it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return len(data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an output path that a blob must not replace: a folder, a device, an input."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give the blob's file name, e.g. {path}/model.mlb")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not a regular file: refusing to replace it with a blob")
+    for source in inputs:
+        if path.exists() and Path(source).exists() and path.samefile(source):
+            raise UserError(f"{path} is the input {source}: give another output file")
+    if not path.parent.is_dir():
+        raise UserError(f"the folder {path.parent} does not exist: create it first")
 
 
 def read_blob(path: Path) -> Blob:

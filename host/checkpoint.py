@@ -60,6 +60,13 @@ class Tokenizer:
     scores: np.ndarray  # float32
 
 
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+
+
 def _config_ok(c: Config) -> bool:
     values = (c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
               c.seq_len)
@@ -69,7 +76,7 @@ def _config_ok(c: Config) -> bool:
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """The checkpoint at `path`, as float32 arrays; a clear UserError if it is not one."""
-    data = Path(path).read_bytes()
+    data = _read(path, "checkpoint")
     if len(data) < 28:
         raise UserError(f"{path}: too short to be a llama2.c checkpoint ({len(data)} bytes)")
     magic, version = struct.unpack_from("<Ii", data, 0)
@@ -111,6 +118,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise UserError(
             f"{path}: truncated checkpoint: {len(floats) * 4} bytes of weights, the config "
             f"needs {need * 4}")
+    if not np.isfinite(floats[:need]).all():
+        raise UserError(f"{path}: the checkpoint holds NaN or infinite weights: it is damaged "
+                        "or not a trained model")
     weights = {}
     offset = 0
     for name, shape in plan:
@@ -123,7 +133,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
 
 def read_tokenizer(path: Path, vocab_size: int) -> Tokenizer:
     """llama2.c's tokenizer.bin: max_token_length, then score, length, bytes per piece."""
-    data = Path(path).read_bytes()
+    data = _read(path, "tokenizer")
     try:
         (max_len,) = struct.unpack_from("<i", data, 0)
         offset = 4

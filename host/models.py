@@ -160,9 +160,14 @@ def _tokenizer_for(checkpoint: Path, tokenizer: Path | None) -> Path:
 def blob_for(model: str, dtype: str = "int8", tokenizer: str | Path | None = None) -> Path:
     """The blob for a model name, a checkpoint path or a blob path; built and cached."""
     from . import quantize
+    from .blobio import read_blob
     from .checkpoint import read_checkpoint, read_tokenizer
 
     path = Path(model)
+    if path.exists() and not path.is_file():
+        raise UserError(f"{model} is not a file: give a model name, a checkpoint or a blob")
+    if tokenizer and not Path(tokenizer).is_file():
+        raise UserError(f"no such tokenizer file: {tokenizer}")
     if path.is_file():
         if is_blob(path):
             return path
@@ -181,13 +186,18 @@ def blob_for(model: str, dtype: str = "int8", tokenizer: str | Path | None = Non
     key.update(f"{dtype}/{quantize.QUANTIZER_VERSION}/{blobfmt.VERSION}".encode())
     out = paths.cache_dir() / "blobs" / f"{files.name}-{dtype}-{key.hexdigest()[:16]}.mlb"
     if out.is_file():
-        return out
+        try:
+            read_blob(out)
+            return out
+        except UserError as e:
+            print(f"rebuilding {out}: the cached blob is damaged ({e})", file=sys.stderr)
 
     ckpt = read_checkpoint(files.checkpoint)
     tok = read_tokenizer(files.tokenizer, ckpt.config.vocab_size)
     print(f"building the {dtype} blob of {files.name} (first use; cached in {out.parent})",
           file=sys.stderr)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         quantize.build(ckpt, tok, out, dtype)
     except OSError as e:
         raise UserError(f"cannot write the blob to {out.parent}: {e.strerror or e}; set "

@@ -391,7 +391,9 @@ class IntSampler:
                  table: np.ndarray):
         self.n = vocab
         self.t16 = fixed16(temperature) if temperature > 0 else 0
-        self.p16 = fixed16(topp) if 0 < topp < 1 else 0
+        self.p16 = max(1, fixed16(topp)) if 0 < topp < 1 else 0
+        if self.p16 >= 65536:
+            self.p16 = 0
         self.rng = Rng(seed)
         self.table = table
         if self.t16:

@@ -88,7 +88,7 @@ def start(code: str, *, heap_bytes: int, args: Sequence[str] = (),
     command = find_micropython() + heap_option(heap_bytes)
     command += ["-c", prelude(extra_paths) + code]
     env = dict(os.environ)
-    env[ARGV_VARIABLE] = json.dumps(list(args))
+    env[ARGV_VARIABLE] = json.dumps(list(args), ensure_ascii=False)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
@@ -113,9 +113,10 @@ def run(
     command = find_micropython() + heap_option(heap_bytes)
     command += ["-c", prelude(extra_paths) + code]
     # Limitation: the unix port dies ("uncaught NLR") on a command-line argument of 256
-    # bytes or more, so arguments travel as JSON in an environment variable instead.
+    # bytes or more, so arguments travel as JSON in an environment variable instead, as
+    # UTF-8 (MicroPython's json would read a character beyond U+FFFF, escaped, as two).
     env = dict(os.environ if env is None else env)
-    env[ARGV_VARIABLE] = json.dumps(list(args))
+    env[ARGV_VARIABLE] = json.dumps(list(args), ensure_ascii=False)
     if capture:
         stdout = stderr = subprocess.PIPE
     return subprocess.run(

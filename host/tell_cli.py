@@ -21,16 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import boards, models, simulator
 from .errors import UserError
-from .llm_cli import c_seed, clock_seed
+from .llm_cli import c_seed, check_sampling, clock_seed
 from .voice_cli import voice_settings
+from .wavfile import SAMPLE_RATE, check_output, write_wav
 
-SAMPLE_RATE = 22050
 # The board's DMA buffers are not in MicroPython's heap; the simulated DMA's ring, its
 # thread and the record's buffers are, so the simulator gets this much on top of the
 # board's heap budget.
@@ -128,25 +127,19 @@ def simulate(prompt: str, *, blob: Path, board: str = boards.DEFAULT_BOARD, step
                 "steps": steps, "temperature": temperature, "topp": topp, "seed": seed,
                 "sing": sing, "volume": volume, "pause_ms": pause_ms, "model": str(blob),
                 "speed_factor": speed_factor, **voice}
-        done = simulator.run(_TELL, heap_bytes=heap, args=[json.dumps(args)],
+        argv = [json.dumps(args, ensure_ascii=False)]
+        done = simulator.run(_TELL, heap_bytes=heap, args=argv,
                              stdout=stdout, stderr=subprocess.PIPE, timeout=timeout)
         errors = simulator.check(done)
         return Telling(done.stdout or b"", errors, Recording.read(Path(record)))
 
 
-def write_wav(path: Path, samples: array.array) -> None:
-    """16-bit signed mono at 22050 Hz."""
+def wav_bytes(samples: array.array) -> bytes:
+    """16-bit samples as a WAV file holds them: little-endian."""
     if sys.byteorder != "little":
         samples = array.array("h", samples)
         samples.byteswap()
-    try:
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(samples.tobytes())
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    return samples.tobytes()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -186,22 +179,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_tell(args: argparse.Namespace) -> int:
+    try:
+        args.prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("the prompt is not valid UTF-8 text") from None
     if args.steps <= 0:
         raise UserError(f"steps must be 1 or more, not {args.steps}")
-    if args.temperature < 0:
-        raise UserError(f"temperature must be 0 (greedy) or more, not {args.temperature}")
-    if not 0.0 <= args.topp <= 1.0:
-        raise UserError(f"top-p must be between 0 and 1, not {args.topp}")
+    check_sampling(args.temperature, args.topp)
     if not 0 <= args.volume <= 100:
         raise UserError(f"volume is a percentage, 0..100, not {args.volume}")
     if args.pause_ms < 0:
         raise UserError(f"pause must be 0 ms or more, not {args.pause_ms}")
     if args.speed_factor <= 0:
         raise UserError(f"the speed factor must be more than 0, not {args.speed_factor}")
+    check_output(args.output)
+    voice = voice_settings(args)
     seed = c_seed(args.seed) if args.seed is not None else 0
     if seed == 0:
         seed = clock_seed()
-    voice = voice_settings(args)
     blob = models.blob_for(args.model, "int8")
 
     print(f"seed: {seed}", file=sys.stderr)
@@ -218,7 +213,7 @@ def run_tell(args: argparse.Namespace) -> int:
     print(told.stderr, file=sys.stderr)
 
     heard = told.recording.heard()
-    write_wav(args.output, heard)
+    write_wav(args.output, wav_bytes(heard), 2)
     gaps = told.recording.gaps()
     print(f"{args.output}: {len(heard):,} samples, {len(heard) / SAMPLE_RATE:.2f} s "
           f"({len(gaps)} underruns at the DMA), told in {elapsed:.1f} s", file=sys.stderr)

@@ -10,18 +10,17 @@ import argparse
 import logging
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 from . import simulator
 from .errors import UserError
 from .firmware_link import firmware_module
+from .wavfile import SAMPLE_RATE, check_output, write_wav
 
 log = logging.getLogger(__name__)
 
 voices = firmware_module("sam_voices")
 
-SAMPLE_RATE = 22050
 VOICE_HEAP = 512 << 10  # the voice needs about 100 KB with its modules read from source
 
 # The code MicroPython runs. The text travels in a file, byte for byte, as the original
@@ -101,6 +100,7 @@ def voice_settings(args: argparse.Namespace) -> dict[str, int]:
 
 
 def run_say(args: argparse.Namespace) -> int:
+    check_output(args.output)
     voice = voice_settings(args)
     log.info("voice: speed %(speed)d, pitch %(pitch)d, mouth %(mouth)d, throat %(throat)d",
              voice)
@@ -118,23 +118,11 @@ def run_say(args: argparse.Namespace) -> int:
     if not pcm:
         raise UserError("nothing to say: the text has no letters, digits or punctuation "
                         "SAM can speak")
-    write_wav(args.output, pcm)
+    write_wav(args.output, pcm, 1)
     seconds = len(pcm) / SAMPLE_RATE
     log.info("rendered %.2f s of audio in %.2f s in the simulator", seconds, elapsed)
     print(f"{args.output}: {len(pcm):,} samples, {seconds:.2f} s")
     return 0
-
-
-def write_wav(path: Path, pcm: bytes) -> None:
-    """8-bit unsigned mono PCM at SAM's 22050 Hz, in a WAV file any reader opens."""
-    try:
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(1)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(pcm)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _text_bytes(text: str) -> bytes:

@@ -13,10 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import serial
 
-from micro_llm import deploy, romfs
+from micro_llm import blobio, checkpoint, deploy, quantize, romfs
 from micro_llm.boards import load_board
 from micro_llm.paths import BOARDS_DIR, FIRMWARE_DIR
 from vboard_process import DEPLOY, VirtualBoardProcess, mpremote, run_deploy
@@ -26,10 +27,29 @@ ROMFS_BYTES = 524288
 
 
 def blob_file(folder: Path, name: str, size: int) -> Path:
-    """A model blob for transport tests: what is inside does not matter to the upload."""
-    path = folder / f"{name}.mlb"
-    path.write_bytes(bytes(i * 7 % 251 for i in range(size)))
-    return path
+    """A valid float32 blob of exactly `size` bytes (or the smallest one, if that is more):
+    a made-up model, for transport tests, which the deploy checks as it checks any blob."""
+    dim, hidden, layers, vocab = 8, 8, 1, 16
+    shapes = {"emb": (vocab, dim), "rms_att": (layers, dim), "wq": (layers, dim, dim),
+              "wk": (layers, dim, dim), "wv": (layers, dim, dim), "wo": (layers, dim, dim),
+              "rms_ffn": (layers, dim), "w1": (layers, hidden, dim),
+              "w2": (layers, dim, hidden), "w3": (layers, hidden, dim), "rms_final": (dim,)}
+    rng = np.random.default_rng(len(name))
+    weights = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+    config = checkpoint.Config(dim, hidden, layers, 2, 2, vocab, 16)
+    ckpt = checkpoint.Checkpoint(config, True, 0, weights)
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [b"p%d" % i for i in range(vocab - 3)]
+
+    def build(padding: int) -> Path:
+        tok = checkpoint.Tokenizer(8 + padding, pieces[:-1] + [pieces[-1] + b"x" * padding],
+                                   np.zeros(vocab, dtype=np.float32))
+        path = folder / f"{name}.mlb"
+        header, sections = quantize.quantize_f32(ckpt, tok)
+        blobio.write_blob(path, header, sections)
+        return path
+
+    smallest = build(0).stat().st_size
+    return build(max(0, size - smallest))
 
 
 def firmware_modules() -> list[str]:
@@ -461,3 +481,27 @@ def _story_lines(output: str) -> list[str]:
     """The story's lines: those before the figures line (the one with tok/s)."""
     lines = output.splitlines()
     return lines[:next(i for i, line in enumerate(lines) if "tok/s" in line)]
+
+
+def test_a_corrupt_blob_is_refused_before_anything_is_written(tmp_path, board):
+    blob = blob_file(tmp_path, "tiny", 20_000)
+    data = bytearray(blob.read_bytes())
+    data[-100] ^= 1
+    blob.write_bytes(bytes(data))
+    result = run_deploy("--port", board.port, "--model", str(blob), "--no-smoke-test")
+    assert result.returncode == 2
+    assert result.stderr == (f"deploy: error: {blob}: section w3.f32 fails its CRC32 "
+                             "check: corrupt blob\n")
+    assert board_files(board.folder) == {}
+
+
+def test_a_profile_for_another_board_is_refused(tmp_path, board):
+    blob = blob_file(tmp_path, "tiny", 20_000)
+    result = run_deploy("--port", board.port, "--model", str(blob), "--board",
+                        "esp32-s3-devkitc-1-n8r8", "--no-smoke-test")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"deploy: error: the board on {board.port} is a virtual waveshare-esp32-s3-zero, not "
+        "esp32-s3-devkitc-1-n8r8: give --board waveshare-esp32-s3-zero, or start the virtual "
+        "board with --board esp32-s3-devkitc-1-n8r8\n")
+    assert board_files(board.folder) == {}

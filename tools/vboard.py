@@ -30,14 +30,17 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import termios
 import tty
 from pathlib import Path
 
 from micro_llm.boards import DEFAULT_BOARD, load_board
+from micro_llm.errors import UserError
 from micro_llm.paths import SIM_DIR
 from micro_llm.simulator import find_micropython, heap_option
 
@@ -147,7 +150,7 @@ vfs.mount(_BoardFS({folder!r}, {fs_bytes}), '/')
 os.chdir('/')
 sys.path[:] = ['', '.frozen', '/lib']
 if {sim_dir!r}:
-    vfs.mount(vfs.VfsPosix({sim_dir!r}), '/.sim')
+    vfs.mount(vfs.VfsPosix({sim_dir!r}), '/.sim', readonly=True)
     sys.path.insert(0, '/.sim')
 sys.modules['_vboard'] = _VirtualBoard
 _part = None
@@ -181,7 +184,16 @@ class VirtualBoard:
     def __init__(self, args: argparse.Namespace):
         profile = load_board(args.board)
         self.folder = Path(args.folder).resolve()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise BoardStartError(f"--folder {args.folder} is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
+        # The hardware stand-ins (host/sim), as a private copy mounted read-only at /.sim:
+        # nothing done on the board can change the project's own files.
+        self.stand_ins = None
+        if SIM_DIR.is_dir():
+            self.stand_ins = Path(tempfile.mkdtemp(prefix="vboard-sim-"))
+            for source in SIM_DIR.glob("*.py"):
+                shutil.copy2(source, self.stand_ins / source.name)
         self.chip = args.chip or profile.chip
         self.board_id = profile.id
         self.fs_bytes = profile.flash_bytes - 0x220000 if args.fs_bytes is None else args.fs_bytes
@@ -228,7 +240,7 @@ class VirtualBoard:
     # ---- the board's side: the unix port in a pty of its own
 
     def boot_code(self) -> bytes:
-        sim = str(SIM_DIR) if SIM_DIR.is_dir() else ""
+        sim = str(self.stand_ins) if self.stand_ins else ""
         code = _BOOT.format(
             chip=self.chip, board=self.board_id, folder=str(self.folder),
             fs_bytes=int(self.fs_bytes), sim_dir=sim, romfs_bytes=int(self.romfs_bytes),
@@ -383,13 +395,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="pull the cable after this many bytes from the host")
     args = parser.parse_args(argv)
 
-    board = VirtualBoard(args)
+    try:
+        board = VirtualBoard(args)
+    except (BoardStartError, UserError) as e:
+        print(f"vboard: {e}", file=sys.stderr)
+        return 2
     try:
         board.run()
     except BoardStartError as e:
         board.kill()
         print(f"vboard: {e}", file=sys.stderr)
         return 1
+    finally:
+        if board.stand_ins:
+            shutil.rmtree(board.stand_ins, ignore_errors=True)
     return 0
 
 
