@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.steps is not None and not 1 <= args.steps <= 4096:
+        raise UserError(f"steps must be between 1 and the model's context, not {args.steps}")
     link = BoardLink.open(args.port)
     try:
         try:
