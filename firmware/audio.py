@@ -41,6 +41,7 @@ SLOTS = const(4)                  # frame buffers: 4 x 93 ms
 IBUF = const(2 * BLOCK * _FRAME)  # the DMA's own buffer: 186 ms (internal RAM on the board)
 _IBUF_MS = const(2 * BLOCK * 1000 // RATE)  # how long the DMA plays on after a callback
 _QUEUE = const(16)                # queued buffers: the slots plus stretches of silence
+_LOST_MS = const(4 * _IBUF_MS)   # no buffer went out for this long: its callback was lost
 _STALL_MS = const(3000)           # no buffer went out for this long: the I2S has stopped
 
 
@@ -228,13 +229,22 @@ class Speaker:
         # seconds means the peripheral stopped, which must not hang the caller.
         sent = self.sent
         since = time.ticks_ms()
+        restarted = False
         while self.sent == sent:
             if not self.playing:
                 self._start()
                 if not self.playing:
                     return
             time.sleep_ms(1)
-            if time.ticks_diff(time.ticks_ms(), since) > _STALL_MS:
+            waited = time.ticks_diff(time.ticks_ms(), since)
+            if waited > _LOST_MS and not restarted:
+                # No buffer went out for longer than the DMA can play on its own: the
+                # callback that writes the next one was lost (a Ctrl-C that lands inside
+                # it is swallowed by the scheduler, and so is the rest of the callback).
+                # Write it from here; at worst a block is heard twice.
+                restarted = True
+                self.playing = False
+            elif waited > _STALL_MS:
                 raise OSError("the I2S output stopped taking samples")
 
     # ------------------------------------------------------------ the end
