@@ -19,6 +19,10 @@ Data layout: every buffer is a bytearray viewed through a viper pointer.
   in the low nibble); group scales are u16 mantissas below 2**15, one per 64 weights.
 - the KV cache holds k + k_bias and v + 16384 as u16: biased so that no load needs
   sign extension (the bias comes out of the sums exactly).
+
+Some steps are written out in every kernel that needs them rather than called (e^y from
+the 2**-i/256 table, the saturating shift): a call from viper to viper per element would
+cost more than the element.
 """
 
 import micropython

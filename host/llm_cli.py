@@ -71,13 +71,12 @@ def clock_seed() -> int:
     return (time.time_ns() // 1000) % (1 << 31) or 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("story", help="tell a story in the simulator (the firmware's own code)",
-                       description="Generate a story with the firmware's code in the "
-                                   "MicroPython unix port, as llama2.c's run does.")
+def add_story_options(p: argparse.ArgumentParser, steps: int, steps_help: str = "") -> None:
+    """The options a story is told with: prompt, steps, sampling, seed and model."""
     p.add_argument("prompt", nargs="?", default="", help="the story's beginning (default: none)")
-    p.add_argument("-n", "--steps", type=int, default=256,
-                   help="positions to run, prompt included (default 256; 0 = the whole context)")
+    p.add_argument("-n", "--steps", type=int, default=steps,
+                   help=f"positions to run, prompt included (default {steps}"
+                        + (f"; {steps_help})" if steps_help else ")"))
     p.add_argument("-t", "--temperature", type=float, default=1.0,
                    help="0 is greedy (default 1.0)")
     p.add_argument("-p", "--topp", type=float, default=0.9,
@@ -86,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random seed, read as run.c reads it (default: from the clock)")
     p.add_argument("--model", default=models.DEFAULT_MODEL,
                    help="a known model's name, or a path to a checkpoint or blob")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("story", help="tell a story in the simulator (the firmware's own code)",
+                       description="Generate a story with the firmware's code in the "
+                                   "MicroPython unix port, as llama2.c's run does.")
+    add_story_options(p, steps=256, steps_help="0 = the whole context")
     p.add_argument("--tokenizer", default=None, help="tokenizer for a checkpoint path")
     p.add_argument("--dtype", choices=("int8", "f32"), default=None,
                    help="int8 (the board's format, the default) or f32 (the float32 check "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import boards, models, simulator
 from .errors import UserError
-from .llm_cli import c_seed, check_sampling, clock_seed
+from .llm_cli import add_story_options, c_seed, check_sampling, clock_seed
 from .voice_cli import voice_settings
 from .wavfile import SAMPLE_RATE, check_output, write_wav
 
@@ -148,18 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "aloud with SAM, as the board does, in the simulator. "
                                    "The story is printed as `micro-llm story` prints it; "
                                    "the WAV file holds what the speaker played.")
-    p.add_argument("prompt", nargs="?", default="", help="the story's beginning (default: none)")
+    add_story_options(p, steps=128)
     p.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
-    p.add_argument("-n", "--steps", type=int, default=128,
-                   help="positions to run, prompt included (default 128)")
-    p.add_argument("-t", "--temperature", type=float, default=1.0,
-                   help="0 is greedy (default 1.0)")
-    p.add_argument("-p", "--topp", type=float, default=0.9,
-                   help="top-p (nucleus) sampling; 0 or 1 samples from all tokens (default 0.9)")
-    p.add_argument("-s", "--seed", default=None,
-                   help="random seed, read as run.c reads it (default: from the clock)")
-    p.add_argument("--model", default=models.DEFAULT_MODEL,
-                   help="a known model's name, or a path to a checkpoint or blob")
     p.add_argument("--board", default=boards.DEFAULT_BOARD,
                    help=f"the board to simulate: {', '.join(boards.board_ids())}")
     p.add_argument("--preset", metavar="NAME", help="a voice from SAM's manual (default SAM)")
