@@ -161,8 +161,8 @@ def main() -> int:
     for name, us in stages.items():
         print(f"  {name:14} {us:7.1f} us  {100 * us / total:4.1f}%")
     print(f"heap: modules {r['heap_modules'] / 1024:.1f} KB (.mpy), model and run state "
-          f"{r['heap_model'] / 1024:.1f} KB, peak {r['heap_peak'] / 1024:.1f} KB "
-          "(target 600 KB)")
+          f"{r['heap_model'] / 1024:.1f} KB, peak {r['heap_peak'] / 1024:.1f} KB = "
+          f"{r['heap_peak']:,} bytes (target 600 KB = 614,400 bytes)")
     print(f"allocated per token: greedy {r['alloc_greedy']} bytes (target 0), sampled "
           f"(T=1, top-p 0.9) {r['alloc_sampled']} bytes")
 

@@ -61,7 +61,6 @@ T_I16 = const(3)
 T_I32 = const(4)
 T_F32 = const(5)
 T_BYTES = const(6)
-TYPE_SIZES = {T_U8: 1, T_U16: 2, T_I16: 2, T_I32: 4, T_F32: 4, T_BYTES: 1}
 
 # Fixed-point constants of SCHEME_Q8, shared by the firmware kernels and the numpy reference.
 W_BIAS = const(2056)  # stored 16*(q+128) + (r+8) = w + W_BIAS, w = 16*q + r

@@ -105,7 +105,7 @@ class Transformer:
         self.v = bytearray(4 * kv)
         self.att = bytearray(4 * dim)
         self.h1 = bytearray(4 * hidden)
-        self.h3 = bytearray(4 * hidden)
+        self.h3 = self.acc  # w3's output is scaled in place and used before w2 needs acc
         self.logits = self.acc  # the classifier's output is scaled in place
         self.scores = self.acc  # attention's scores: acc is free between matvecs
         self.kcache = bytearray(2 * h.n_layers * steps * kv)
